@@ -1,0 +1,10 @@
+//! brainsam: Segment Anything for subcortical brain structures in MRI.
+//!
+//! One crate, two builds: natively a command-line tool (fine-tuning, batch segmentation),
+//! in wasm the engine of a browser app running on WebGPU. Model code is backend-agnostic;
+//! the device is chosen at run time (see [`backend`]).
+
+pub mod backend;
+pub mod data;
+pub mod model;
+pub mod weights;

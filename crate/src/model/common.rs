@@ -1,0 +1,260 @@
+//! Layers shared by the SAM components, and loading of burn layers from a [`StateDict`].
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::{LayerNorm, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
+
+use crate::weights::WeightsError;
+
+/// Largest attention map (elements) computed at once. Browsers cap a WebGPU storage
+/// binding at 128 MiB by default; 2^24 f32 is 64 MiB, leaving room for softmax temporaries.
+pub const MAX_ATTENTION_ELEMENTS: usize = 1 << 24;
+
+/// A parameter as a checkpoint names it, with how its layout differs from ours.
+pub enum ParamRef<'a> {
+    D1(&'a mut Param<Tensor<1>>),
+    D2(&'a mut Param<Tensor<2>>),
+    D4(&'a mut Param<Tensor<4>>),
+    /// A fixed (untrained) tensor.
+    Buffer2(&'a mut Tensor<2>),
+    /// A linear weight: `[in, out]` in burn, `[out, in]` in PyTorch checkpoints.
+    LinearWeight(&'a mut Param<Tensor<2>>),
+    /// Absolute positions `[1, g, g, C]`, resampled when the checkpoint's grid differs.
+    PosEmbed(&'a mut Param<Tensor<4>>),
+    /// Relative positions `[2s - 1, C]`, resampled when the checkpoint's span differs.
+    RelPos(&'a mut Param<Tensor<2>>),
+}
+
+/// Called once per parameter with its checkpoint key.
+pub type Visitor<'f> = dyn FnMut(&str, ParamRef<'_>) -> Result<(), WeightsError> + 'f;
+
+/// Modules that name their parameters by SAM's checkpoint keys. One traversal serves
+/// loading, saving and counting, so the key mapping is written once.
+pub trait NamedParams {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError>;
+}
+
+impl NamedParams for Linear {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        f(
+            &format!("{prefix}.weight"),
+            ParamRef::LinearWeight(&mut self.weight),
+        )?;
+        if let Some(b) = self.bias.as_mut() {
+            f(&format!("{prefix}.bias"), ParamRef::D1(b))?;
+        }
+        Ok(())
+    }
+}
+
+impl NamedParams for Conv2d {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        f(&format!("{prefix}.weight"), ParamRef::D4(&mut self.weight))?;
+        if let Some(b) = self.bias.as_mut() {
+            f(&format!("{prefix}.bias"), ParamRef::D1(b))?;
+        }
+        Ok(())
+    }
+}
+
+impl NamedParams for ConvTranspose2d {
+    // PyTorch and burn both store [in, out / groups, kh, kw].
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        f(&format!("{prefix}.weight"), ParamRef::D4(&mut self.weight))?;
+        if let Some(b) = self.bias.as_mut() {
+            f(&format!("{prefix}.bias"), ParamRef::D1(b))?;
+        }
+        Ok(())
+    }
+}
+
+impl NamedParams for LayerNorm {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        f(&format!("{prefix}.weight"), ParamRef::D1(&mut self.gamma))?;
+        if let Some(b) = self.beta.as_mut() {
+            f(&format!("{prefix}.bias"), ParamRef::D1(b))?;
+        }
+        Ok(())
+    }
+}
+
+impl<M: NamedParams> NamedParams for Vec<M> {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        for (i, m) in self.iter_mut().enumerate() {
+            m.visit_named(&format!("{prefix}.{i}"), f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Channel-wise LayerNorm on `[B, C, H, W]` (eps 1e-6), as in SAM's neck and decoder.
+#[derive(Module, Debug)]
+pub struct LayerNorm2d {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl LayerNorm2d {
+    const EPS: f64 = 1e-6;
+
+    pub fn new(channels: usize, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([channels], device)),
+            bias: Param::from_tensor(Tensor::zeros([channels], device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let c = self.weight.dims()[0];
+        let u = x.clone().mean_dim(1);
+        let xc = x - u;
+        let s = xc.clone().powi_scalar(2).mean_dim(1);
+        let x = xc / (s + Self::EPS).sqrt();
+        x * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1])
+    }
+}
+
+impl NamedParams for LayerNorm2d {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        f(&format!("{prefix}.weight"), ParamRef::D1(&mut self.weight))?;
+        f(&format!("{prefix}.bias"), ParamRef::D1(&mut self.bias))
+    }
+}
+
+/// Activation of an [`MlpBlock`]: GELU in the image encoder, ReLU in the decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Gelu,
+    Relu,
+}
+
+/// Two linear layers with an activation between (`lin1`, `lin2` in SAM's checkpoints).
+#[derive(Module, Debug)]
+pub struct MlpBlock {
+    pub lin1: Linear,
+    pub lin2: Linear,
+    #[module(skip)]
+    pub act: Activation,
+}
+
+impl MlpBlock {
+    pub fn new(dim: usize, hidden: usize, act: Activation, device: &Device) -> Self {
+        Self {
+            lin1: LinearConfig::new(dim, hidden).init(device),
+            lin2: LinearConfig::new(hidden, dim).init(device),
+            act,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let h = self.lin1.forward(x);
+        let h = match self.act {
+            Activation::Gelu => gelu(h),
+            Activation::Relu => relu(h),
+        };
+        self.lin2.forward(h)
+    }
+}
+
+impl NamedParams for MlpBlock {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        self.lin1.visit_named(&format!("{prefix}.lin1"), f)?;
+        self.lin2.visit_named(&format!("{prefix}.lin2"), f)
+    }
+}
+
+/// The decoder's `num_layers`-deep MLP with ReLU between layers (`layers.{i}`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub layers: Vec<Linear>,
+    pub sigmoid_output: bool,
+}
+
+impl Mlp {
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        output: usize,
+        num_layers: usize,
+        device: &Device,
+    ) -> Self {
+        let layers = (0..num_layers)
+            .map(|i| {
+                let d_in = if i == 0 { input } else { hidden };
+                let d_out = if i + 1 == num_layers { output } else { hidden };
+                LinearConfig::new(d_in, d_out).init(device)
+            })
+            .collect();
+        Self {
+            layers,
+            sigmoid_output: false,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, mut x: Tensor<D>) -> Tensor<D> {
+        let n = self.layers.len();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i + 1 < n {
+                x = relu(x);
+            }
+        }
+        if self.sigmoid_output {
+            x = sigmoid(x);
+        }
+        x
+    }
+}
+
+impl NamedParams for Mlp {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        self.layers.visit_named(&format!("{prefix}.layers"), f)
+    }
+}
+
+/// `softmax(q k^T + bias) v` over `[N, Lq, C]` inputs, in pieces of at most
+/// [`MAX_ATTENTION_ELEMENTS`] so that no attention map outgrows a browser GPU buffer.
+///
+/// `q` must already carry the 1/sqrt(d) scale. `bias(n0, n1, q0, q1)` returns the additive
+/// bias `[n1-n0, q1-q0, Lk]` for that block, or `None`.
+pub(crate) fn chunked_attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    bias: &dyn Fn(usize, usize, usize, usize) -> Option<Tensor<3>>,
+) -> Tensor<3> {
+    let [n, lq, _] = q.dims();
+    let lk = k.dims()[1];
+    let per_item = lq * lk;
+    let attend = |n0: usize, n1: usize, q0: usize, q1: usize| {
+        let qc = q.clone().slice([n0..n1, q0..q1]);
+        let kc = k.clone().slice([n0..n1]);
+        let mut attn = qc.matmul(kc.swap_dims(1, 2)); // [n, q, Lk]
+        if let Some(b) = bias(n0, n1, q0, q1) {
+            attn = attn + b;
+        }
+        softmax(attn, 2).matmul(v.clone().slice([n0..n1]))
+    };
+    if n * per_item <= MAX_ATTENTION_ELEMENTS {
+        return attend(0, n, 0, lq);
+    }
+    let mut outs = Vec::new();
+    if per_item <= MAX_ATTENTION_ELEMENTS {
+        let step = MAX_ATTENTION_ELEMENTS / per_item;
+        for n0 in (0..n).step_by(step) {
+            outs.push(attend(n0, (n0 + step).min(n), 0, lq));
+        }
+        return Tensor::cat(outs, 0);
+    }
+    let rows = (MAX_ATTENTION_ELEMENTS / lk).max(1);
+    for n0 in 0..n {
+        let mut row_outs = Vec::new();
+        for q0 in (0..lq).step_by(rows) {
+            row_outs.push(attend(n0, n0 + 1, q0, (q0 + rows).min(lq)));
+        }
+        outs.push(Tensor::cat(row_outs, 1));
+    }
+    Tensor::cat(outs, 0)
+}

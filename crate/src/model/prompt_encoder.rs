@@ -1,0 +1,249 @@
+//! Prompt encoder: points and box corners as random-Fourier positions plus learned type
+//! embeddings (sparse), and a mask prompt or the no-mask embedding (dense).
+
+use std::f64::consts::PI;
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::prelude::*;
+use burn::tensor::activation::gelu;
+use burn::tensor::Distribution;
+
+use super::common::{LayerNorm2d, NamedParams, ParamRef, Visitor};
+use crate::weights::WeightsError;
+
+/// Point label meaning "padding, not a point" (Meta's `-1`).
+pub const LABEL_PAD: f32 = -1.0;
+pub const LABEL_NEGATIVE: f32 = 0.0;
+pub const LABEL_POSITIVE: f32 = 1.0;
+
+/// Geometry of the prompt encoder.
+#[derive(Config, Debug, PartialEq)]
+pub struct PromptEncoderConfig {
+    /// Prompt embedding width. Default: 256.
+    #[config(default = 256)]
+    pub embed_dim: usize,
+    /// Side of the image embedding in tokens. Default: 64.
+    #[config(default = 64)]
+    pub image_embedding_size: usize,
+    /// Side of the (padded, square) model input in pixels. Default: 1024.
+    #[config(default = 1024)]
+    pub input_image_size: usize,
+    /// Hidden channels of the mask downscaling path. Default: 16.
+    #[config(default = 16)]
+    pub mask_in_chans: usize,
+}
+
+impl PromptEncoderConfig {
+    pub fn init(&self, device: &Device) -> PromptEncoder {
+        let d = self.embed_dim;
+        let m = self.mask_in_chans;
+        let embedding = || {
+            Param::from_tensor(Tensor::random(
+                [1, d],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            ))
+        };
+        PromptEncoder {
+            gaussian_matrix: Tensor::random([2, d / 2], Distribution::Normal(0.0, 1.0), device),
+            point_embeddings: (0..4).map(|_| embedding()).collect(),
+            not_a_point_embed: embedding(),
+            mask_conv1: Conv2dConfig::new([1, m / 4], [2, 2])
+                .with_stride([2, 2])
+                .init(device),
+            mask_ln1: LayerNorm2d::new(m / 4, device),
+            mask_conv2: Conv2dConfig::new([m / 4, m], [2, 2])
+                .with_stride([2, 2])
+                .init(device),
+            mask_ln2: LayerNorm2d::new(m, device),
+            mask_conv3: Conv2dConfig::new([m, d], [1, 1]).init(device),
+            no_mask_embed: embedding(),
+            image_embedding_size: self.image_embedding_size,
+            input_image_size: self.input_image_size,
+        }
+    }
+}
+
+/// SAM's prompt encoder (`prompt_encoder.*` in the checkpoints).
+#[derive(Module, Debug)]
+pub struct PromptEncoder {
+    /// Random Fourier feature matrix `[2, embed_dim / 2]` (a fixed buffer, not trained).
+    pub gaussian_matrix: Tensor<2>,
+    /// Positive point, negative point, box top-left, box bottom-right; each `[1, embed_dim]`.
+    pub point_embeddings: Vec<Param<Tensor<2>>>,
+    pub not_a_point_embed: Param<Tensor<2>>,
+    pub mask_conv1: Conv2d,
+    pub mask_ln1: LayerNorm2d,
+    pub mask_conv2: Conv2d,
+    pub mask_ln2: LayerNorm2d,
+    pub mask_conv3: Conv2d,
+    pub no_mask_embed: Param<Tensor<2>>,
+    pub image_embedding_size: usize,
+    pub input_image_size: usize,
+}
+
+impl PromptEncoder {
+    fn embed_dim(&self) -> usize {
+        self.no_mask_embed.dims()[1]
+    }
+
+    /// Fourier features of coordinates already normalised to [0, 1]: `[.., 2]` → `[.., C]`.
+    fn pe_encoding<const D: usize>(&self, coords: Tensor<D>) -> Tensor<D> {
+        let coords = coords * 2.0 - 1.0;
+        let dims = coords.dims();
+        let lead: usize = dims[..D - 1].iter().product();
+        let proj = coords
+            .reshape([lead, 2])
+            .matmul(self.gaussian_matrix.clone())
+            * (2.0 * PI);
+        let enc = Tensor::cat(vec![proj.clone().sin(), proj.cos()], 1);
+        let mut out = dims;
+        out[D - 1] = self.embed_dim();
+        enc.reshape(out)
+    }
+
+    /// Positional encoding of pixel coordinates `[B, N, 2]` (x, y) in model-input pixels.
+    fn pe_of_coords(&self, coords: Tensor<3>) -> Tensor<3> {
+        self.pe_encoding(coords / self.input_image_size as f64)
+    }
+
+    /// Dense positional encoding of the embedding grid: `[1, C, E, E]`.
+    pub fn dense_pe(&self, device: &Device) -> Tensor<4> {
+        let e = self.image_embedding_size;
+        let mut grid = Vec::with_capacity(e * e * 2);
+        for y in 0..e {
+            for x in 0..e {
+                // Cell centres, as Meta's cumsum(ones) - 0.5.
+                grid.push((x as f32 + 0.5) / e as f32);
+                grid.push((y as f32 + 0.5) / e as f32);
+            }
+        }
+        let grid = Tensor::<3>::from_data(TensorData::new(grid, [e, e, 2]), device);
+        self.pe_encoding(grid).permute([2, 0, 1]).unsqueeze_dim(0)
+    }
+
+    /// # Shapes
+    /// - `points`: coordinates `[B, N, 2]` (x, y, model-input pixels) and labels `[B, N]`
+    ///   (1 positive, 0 negative, -1 padding)
+    /// - `boxes`: `[B, 4]` (x0, y0, x1, y1)
+    /// - `masks`: `[B, 1, 4E, 4E]` low-resolution logits
+    /// - returns sparse `[B, N', C]` and dense `[B, C, E, E]` embeddings
+    pub fn forward(
+        &self,
+        points: Option<(Tensor<3>, Tensor<2>)>,
+        boxes: Option<Tensor<2>>,
+        masks: Option<Tensor<4>>,
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<4>) {
+        let c = self.embed_dim();
+        let batch = points
+            .as_ref()
+            .map(|(p, _)| p.dims()[0])
+            .or_else(|| boxes.as_ref().map(|b| b.dims()[0]))
+            .or_else(|| masks.as_ref().map(|m| m.dims()[0]))
+            .unwrap_or(1);
+        let mut sparse = Vec::new();
+        if let Some((coords, labels)) = points {
+            sparse.push(self.embed_points(coords, labels, boxes.is_none()));
+        }
+        if let Some(b) = boxes {
+            sparse.push(self.embed_boxes(b));
+        }
+        let sparse = if sparse.is_empty() {
+            Tensor::zeros([batch, 0, c], device)
+        } else {
+            Tensor::cat(sparse, 1)
+        };
+        let e = self.image_embedding_size;
+        let dense = match masks {
+            Some(m) => self.embed_masks(m),
+            None => self
+                .no_mask_embed
+                .val()
+                .reshape([1, c, 1, 1])
+                .expand([batch, c, e, e]),
+        };
+        (sparse, dense)
+    }
+
+    fn embed_points(&self, coords: Tensor<3>, labels: Tensor<2>, pad: bool) -> Tensor<3> {
+        let [b, _, _] = coords.dims();
+        let device = coords.device();
+        let coords = coords + 0.5; // pixel centres
+        let (coords, labels) = if pad {
+            // Without a box, Meta appends one padding point.
+            let zeros = Tensor::zeros([b, 1, 2], &device);
+            let pads = Tensor::full([b, 1], LABEL_PAD, &device);
+            (
+                Tensor::cat(vec![coords, zeros], 1),
+                Tensor::cat(vec![labels, pads], 1),
+            )
+        } else {
+            (coords, labels)
+        };
+        let pe = self.pe_of_coords(coords); // [B, N, C]
+        let is = |v: f32| labels.clone().equal_elem(v).float().unsqueeze_dim::<3>(2); // [B, N, 1]
+        let (pad_m, neg_m, pos_m) = (is(LABEL_PAD), is(LABEL_NEGATIVE), is(LABEL_POSITIVE));
+        let c = self.embed_dim();
+        let emb = |p: &Param<Tensor<2>>| p.val().reshape([1, 1, c]);
+        pe * (pad_m.clone().neg() + 1.0)
+            + pad_m * emb(&self.not_a_point_embed)
+            + neg_m * emb(&self.point_embeddings[0])
+            + pos_m * emb(&self.point_embeddings[1])
+    }
+
+    fn embed_boxes(&self, boxes: Tensor<2>) -> Tensor<3> {
+        let [b, _] = boxes.dims();
+        let corners = (boxes + 0.5).reshape([b, 2, 2]);
+        let pe = self.pe_of_coords(corners); // [B, 2, C]
+        let c = self.embed_dim();
+        let corner = Tensor::cat(
+            vec![
+                self.point_embeddings[2].val().reshape([1, 1, c]),
+                self.point_embeddings[3].val().reshape([1, 1, c]),
+            ],
+            1,
+        );
+        pe + corner
+    }
+
+    fn embed_masks(&self, masks: Tensor<4>) -> Tensor<4> {
+        let x = gelu(self.mask_ln1.forward(self.mask_conv1.forward(masks)));
+        let x = gelu(self.mask_ln2.forward(self.mask_conv2.forward(x)));
+        self.mask_conv3.forward(x)
+    }
+}
+
+impl NamedParams for PromptEncoder {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        f(
+            &format!("{prefix}.pe_layer.positional_encoding_gaussian_matrix"),
+            ParamRef::Buffer2(&mut self.gaussian_matrix),
+        )?;
+        for (i, p) in self.point_embeddings.iter_mut().enumerate() {
+            f(
+                &format!("{prefix}.point_embeddings.{i}.weight"),
+                ParamRef::D2(p),
+            )?;
+        }
+        f(
+            &format!("{prefix}.not_a_point_embed.weight"),
+            ParamRef::D2(&mut self.not_a_point_embed),
+        )?;
+        self.mask_conv1
+            .visit_named(&format!("{prefix}.mask_downscaling.0"), f)?;
+        self.mask_ln1
+            .visit_named(&format!("{prefix}.mask_downscaling.1"), f)?;
+        self.mask_conv2
+            .visit_named(&format!("{prefix}.mask_downscaling.3"), f)?;
+        self.mask_ln2
+            .visit_named(&format!("{prefix}.mask_downscaling.4"), f)?;
+        self.mask_conv3
+            .visit_named(&format!("{prefix}.mask_downscaling.6"), f)?;
+        f(
+            &format!("{prefix}.no_mask_embed.weight"),
+            ParamRef::D2(&mut self.no_mask_embed),
+        )
+    }
+}

@@ -1,0 +1,7 @@
+//! Parity with Meta's reference on the CPU backend (tolerance 1e-4).
+mod common;
+
+#[test]
+fn parity_ndarray_matches_meta_reference() {
+    common::run_all(&brainsam::backend::cpu(), 1e-4);
+}

@@ -1,0 +1,28 @@
+//! Brain MRI data pipeline: NIfTI I/O, canonical reorientation, slicing, subcortical label
+//! sets, dataset adapters, synthetic multi-contrast images, metrics and montages.
+//!
+//! Plain Rust (no tensor framework) and wasm-compatible: readers take `&[u8]`, writers
+//! return `Vec<u8>`; the few path helpers are thin wrappers.
+
+pub mod datasets;
+pub mod error;
+pub mod header;
+pub mod labels;
+pub mod metrics;
+pub mod montage;
+pub mod orient;
+pub mod rng;
+pub mod slicing;
+pub mod synth;
+pub mod volume;
+
+#[cfg(test)]
+mod testutil;
+
+pub use error::{DataError, Result};
+pub use header::{NiftiHeader, NiftiVersion};
+pub use labels::{Convention, Structure, LATERAL_VENTRICLES, SUBCORTICAL};
+pub use orient::{to_canonical, Orientation};
+pub use volume::{
+    read_image, read_labels, write_image, write_labels, LabelVolume, Loaded, OutType, Volume,
+};

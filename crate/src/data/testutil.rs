@@ -1,0 +1,115 @@
+//! Test helpers: where the shared data and the Python cross-check scripts are.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Repository root: found from this source file's location or the crate's manifest dir.
+pub fn repo_root() -> PathBuf {
+    let from_file = Path::new(file!()).ancestors().nth(4).map(Path::to_path_buf);
+    let from_manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
+    [from_file, from_manifest]
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("tests/data_pipeline").is_dir())
+        .expect("cannot locate the repository root (tests/data_pipeline) from file!() or CARGO_MANIFEST_DIR")
+}
+
+/// Shared data root: `BRAINSAM_DATA`, else `<repo>/../shared/data`. Panics with a clear
+/// message when missing, so that data-dependent tests fail rather than silently pass.
+pub fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("BRAINSAM_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    assert!(
+        dir.join("label_maps").is_dir(),
+        "shared data not found at {} (set BRAINSAM_DATA to the folder holding label_maps/ and mri/)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn label_map_path(subject: u32) -> PathBuf {
+    data_dir().join(format!("label_maps/subject_{subject:02}.nii.gz"))
+}
+
+pub fn read_bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+/// Runs `tests/data_pipeline/<script>` with `BRAINSAM_PYTHON` (default `python3`) and parses
+/// its JSON output. Panics with a clear message when Python or nibabel is missing.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let py = std::env::var("BRAINSAM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = repo_root().join("tests/data_pipeline").join(script);
+    let out = Command::new(&py)
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {py} (set BRAINSAM_PYTHON): {e}"));
+    assert!(
+        out.status.success(),
+        "{} failed (needs numpy + nibabel; set BRAINSAM_PYTHON):\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("script printed invalid JSON")
+}
+
+/// Runs a script that writes files, without JSON output.
+pub fn python_run(script: &str, args: &[&str]) {
+    let py = std::env::var("BRAINSAM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = repo_root().join("tests/data_pipeline").join(script);
+    let out = Command::new(&py)
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {py} (set BRAINSAM_PYTHON): {e}"));
+    assert!(
+        out.status.success(),
+        "{} failed (needs numpy + nibabel; set BRAINSAM_PYTHON):\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh scratch directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("brainsam-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("cannot create temp dir");
+    d
+}
+
+/// nibabel-written fixtures, generated once per test process.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = temp_dir("fixtures");
+        python_run("make_fixtures.py", &[d.to_str().expect("utf-8 temp path")]);
+        d
+    })
+}
+
+pub fn json_affine(v: &serde_json::Value) -> [[f64; 4]; 4] {
+    let mut a = [[0.0; 4]; 4];
+    for (i, row) in a.iter_mut().enumerate() {
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = v[i][j].as_f64().expect("affine entry");
+        }
+    }
+    a
+}
+
+pub fn assert_affine_close(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4], tol: f64) {
+    for i in 0..4 {
+        for j in 0..4 {
+            assert!(
+                (a[i][j] - b[i][j]).abs() <= tol,
+                "affines differ:\n{a:?}\n{b:?}"
+            );
+        }
+    }
+}

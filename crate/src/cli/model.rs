@@ -1,0 +1,142 @@
+//! `info`, `convert` and `init`: SAM checkpoints on the command line.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use brainsam::backend;
+use brainsam::model::checkpoint::{load_sam, state_dict};
+use brainsam::model::{Geometry, Sam};
+use brainsam::weights::{write_safetensors, StateDict};
+
+type Res = Result<(), Box<dyn Error>>;
+
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// Checkpoint file (.pth or .safetensors).
+    pub checkpoint: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ConvertArgs {
+    /// Input checkpoint (.pth or .safetensors).
+    pub input: PathBuf,
+    /// Output .safetensors file.
+    pub output: PathBuf,
+    /// Store fp16 (half the size; fp32 in memory after loading).
+    #[arg(long)]
+    pub half: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// Output .safetensors file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// vit_b, vit_l or vit_h; otherwise the custom geometry flags apply.
+    #[arg(long)]
+    pub preset: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    pub embed_dim: usize,
+    #[arg(long, default_value_t = 4)]
+    pub depth: usize,
+    #[arg(long, default_value_t = 4)]
+    pub num_heads: usize,
+    /// Blocks with global attention.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    pub global_attn_indexes: Vec<usize>,
+    #[arg(long, default_value_t = 256)]
+    pub image_size: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub half: bool,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Box<dyn Error>> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()).into())
+}
+
+/// Reads a checkpoint and checks it builds a model: every tensor used, every shape right.
+fn load(path: &Path) -> Result<(StateDict, Geometry, Sam), Box<dyn Error>> {
+    let sd = StateDict::from_bytes(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+    let geometry = Geometry::from_state_dict(&sd)?;
+    let sam = load_sam(&geometry.config(), sd.clone(), &backend::cpu())?;
+    Ok((sd, geometry, sam))
+}
+
+fn metadata(g: &Geometry) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    m.insert("format".into(), "segment-anything".into());
+    m.insert(
+        "geometry".into(),
+        serde_json::to_string(g).unwrap_or_default(),
+    );
+    m
+}
+
+pub fn info(a: &InfoArgs) -> Res {
+    let (_, g, sam) = load(&a.checkpoint)?;
+    println!("checkpoint   {}", a.checkpoint.display());
+    println!(
+        "geometry     embed_dim {} | depth {} | heads {} | global blocks {:?} | image {} px | embedding {}x{}",
+        g.embed_dim, g.depth, g.num_heads, g.global_attn_indexes, g.image_size, g.image_size / 16, g.image_size / 16
+    );
+    let counts = sam.param_counts();
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    for (name, n) in counts {
+        println!(
+            "{name:<14} {n:>12} parameters ({:.2} %)",
+            100.0 * n as f64 / total as f64
+        );
+    }
+    println!(
+        "{:<14} {total:>12} parameters ({:.1} MB as fp32)",
+        "total",
+        total as f64 * 4.0 / 1e6
+    );
+    Ok(())
+}
+
+pub fn convert(a: &ConvertArgs) -> Res {
+    let (sd, g, _) = load(&a.input)?;
+    let bytes = write_safetensors(sd.iter(), a.half, Some(metadata(&g)))?;
+    std::fs::write(&a.output, &bytes)
+        .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
+    println!(
+        "wrote {} ({} tensors, {:.1} MB, {})",
+        a.output.display(),
+        sd.len(),
+        bytes.len() as f64 / 1e6,
+        if a.half { "fp16" } else { "fp32" }
+    );
+    Ok(())
+}
+
+pub fn init(a: &InitArgs) -> Res {
+    let g = match &a.preset {
+        Some(p) => Geometry::preset(p)
+            .ok_or_else(|| format!("unknown preset `{p}` (vit_b, vit_l, vit_h)"))?,
+        None => Geometry {
+            embed_dim: a.embed_dim,
+            depth: a.depth,
+            num_heads: a.num_heads,
+            global_attn_indexes: a.global_attn_indexes.clone(),
+            image_size: a.image_size,
+        },
+    };
+    g.validate()?;
+    let device = backend::cpu();
+    device.seed(a.seed);
+    let sam = g.config().init(&device);
+    let sd = pollster::block_on(state_dict(&sam))?;
+    let bytes = write_safetensors(sd.iter(), a.half, Some(metadata(&g)))?;
+    std::fs::write(&a.out, &bytes).map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
+    println!(
+        "wrote {} ({:.1} MB, random weights, seed {})",
+        a.out.display(),
+        bytes.len() as f64 / 1e6,
+        a.seed
+    );
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The `brainsam` command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Segment Anything for subcortical brain structures in MRI.
+#[derive(Parser, Debug)]
+#[command(name = "brainsam", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Geometry and parameter counts of a SAM checkpoint (.pth or .safetensors).
+    Info(cli::model::InfoArgs),
+    /// Convert a SAM checkpoint to safetensors (fp32, or fp16 with --half).
+    Convert(cli::model::ConvertArgs),
+    /// Write a randomly initialised SAM checkpoint of a preset or custom geometry.
+    Init(cli::model::InitArgs),
+    /// Synthesise an MRI of a given contrast from a label map (domain randomisation).
+    Synth(cli::synth::SynthArgs),
+    /// Dice, IoU, 95 % Hausdorff and volume difference per structure.
+    Metrics(cli::metrics::MetricsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Info(a) => cli::model::info(a),
+        Command::Convert(a) => cli::model::convert(a),
+        Command::Init(a) => cli::model::init(a),
+        Command::Synth(a) => cli::synth::run(a),
+        Command::Metrics(a) => cli::metrics::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every test: Rust unit and integration tests (NdArray and wgpu on software Vulkan),
+# parity with Meta's reference, the wasm32 build of the library.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/gen_parity_fixtures.sh
+export BRAINSAM_PYTHON="$PWD/${BRAINSAM_VENV:-.venv}/bin/python"
+# One dev-profile build serves every test binary (dependencies are optimised in dev).
+cargo test --workspace --features wgpu
+cargo build -p brainsam --lib --target wasm32-unknown-unknown --no-default-features --features wgpu
+echo "all tests passed"

@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${BRAINSAM_DEMO_OUT:-target/demo}"
 mkdir -p "$OUT"
-cargo build --release -p brainsam --bin brainsam
-BIN=target/release/brainsam
+# Same features and profile as the tests, so one build serves both (deps are optimised in dev).
+cargo build -p brainsam --features wgpu --bin brainsam
+BIN=target/debug/brainsam
 $BIN init --embed-dim 256 --depth 6 --num-heads 8 --global-attn-indexes 2,5 --image-size 256 --seed 7 --out "$OUT/sam_small.safetensors"
 $BIN info "$OUT/sam_small.safetensors"
 $BIN convert "$OUT/sam_small.safetensors" "$OUT/sam_small_f16.safetensors" --half

@@ -7,6 +7,8 @@ scripts/setup.sh
 scripts/gen_parity_fixtures.sh
 export BRAINSAM_PYTHON="$PWD/${BRAINSAM_VENV:-.venv}/bin/python"
 # One dev-profile build serves every test binary (dependencies are optimised in dev).
-cargo test --workspace --features wgpu
+cargo test -p brainsam --features wgpu --lib --bins
+# Parity prints its measured errors and timings per fixture.
+cargo test -p brainsam --features wgpu --test parity_ndarray --test parity_wgpu -- --nocapture
 cargo build -p brainsam --lib --target wasm32-unknown-unknown --no-default-features --features wgpu
 echo "all tests passed"

@@ -1,7 +1,7 @@
 //! Layers shared by the SAM components, and loading of burn layers from a [`StateDict`].
 
 use burn::module::Param;
-use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
@@ -59,14 +59,48 @@ impl NamedParams for Conv2d {
     }
 }
 
-impl NamedParams for ConvTranspose2d {
-    // PyTorch and burn both store [in, out / groups, kh, kw].
+/// A 2x2, stride-2 transposed convolution (the decoder's upscaling), computed as one
+/// matmul: each input pixel maps linearly to its own 2x2 output block. Same weights and
+/// result as `ConvTranspose2d`, without the scatter that is slow on CPU backends.
+#[derive(Module, Debug)]
+pub struct UpConv2x2 {
+    /// `[in, out, 2, 2]`, PyTorch's ConvTranspose2d layout.
+    pub weight: Param<Tensor<4>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl UpConv2x2 {
+    pub fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
+        let bound = 1.0 / ((c_out * 4) as f64).sqrt();
+        Self {
+            weight: Param::from_tensor(Tensor::random(
+                [c_in, c_out, 2, 2],
+                burn::tensor::Distribution::Uniform(-bound, bound),
+                device,
+            )),
+            bias: Param::from_tensor(Tensor::zeros([c_out], device)),
+        }
+    }
+
+    /// `[B, C_in, H, W]` → `[B, C_out, 2H, 2W]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let [_, o, _, _] = self.weight.dims();
+        let y = x
+            .permute([0, 2, 3, 1])
+            .reshape([b * h * w, c])
+            .matmul(self.weight.val().reshape([c, o * 4])) // [BHW, O*2*2]
+            .reshape([b, h, w, o, 2, 2])
+            .permute([0, 3, 1, 4, 2, 5])
+            .reshape([b, o, 2 * h, 2 * w]);
+        y + self.bias.val().reshape([1, o, 1, 1])
+    }
+}
+
+impl NamedParams for UpConv2x2 {
     fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
         f(&format!("{prefix}.weight"), ParamRef::D4(&mut self.weight))?;
-        if let Some(b) = self.bias.as_mut() {
-            f(&format!("{prefix}.bias"), ParamRef::D1(b))?;
-        }
-        Ok(())
+        f(&format!("{prefix}.bias"), ParamRef::D1(&mut self.bias))
     }
 }
 
@@ -257,4 +291,30 @@ pub(crate) fn chunked_attention(
         outs.push(Tensor::cat(row_outs, 1));
     }
     Tensor::cat(outs, 0)
+}
+
+#[cfg(all(test, feature = "ndarray"))]
+mod tests {
+    use super::*;
+    use burn::nn::conv::ConvTranspose2dConfig;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn up_conv_equals_burns_transposed_convolution() {
+        let device = crate::backend::cpu();
+        let reference = ConvTranspose2dConfig::new([6, 3], [2, 2])
+            .with_stride([2, 2])
+            .init(&device);
+        let up = UpConv2x2 {
+            weight: Param::from_tensor(reference.weight.val()),
+            bias: Param::from_tensor(reference.bias.as_ref().map(|b| b.val()).unwrap()),
+        };
+        let x = Tensor::<4>::random([2, 6, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let a = up.forward(x.clone()).into_data().to_vec::<f32>().unwrap();
+        let b = reference.forward(x).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(a.len(), 2 * 3 * 10 * 14);
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+        }
+    }
 }

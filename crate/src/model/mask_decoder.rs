@@ -2,12 +2,11 @@
 //! hypernetwork MLPs per mask token, and the IoU head.
 
 use burn::module::Param;
-use burn::nn::conv::{ConvTranspose2d, ConvTranspose2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use burn::tensor::Distribution;
 
-use super::common::{LayerNorm2d, Mlp, NamedParams, ParamRef, Visitor};
+use super::common::{LayerNorm2d, Mlp, NamedParams, ParamRef, UpConv2x2, Visitor};
 use super::transformer::{TwoWayTransformer, TwoWayTransformerConfig};
 use crate::weights::WeightsError;
 
@@ -46,13 +45,9 @@ impl MaskDecoderConfig {
             transformer: self.transformer.init(device),
             iou_token: token(1),
             mask_tokens: token(n),
-            upscale_conv1: ConvTranspose2dConfig::new([d, d / 4], [2, 2])
-                .with_stride([2, 2])
-                .init(device),
+            upscale_conv1: UpConv2x2::new(d, d / 4, device),
             upscale_ln: LayerNorm2d::new(d / 4, device),
-            upscale_conv2: ConvTranspose2dConfig::new([d / 4, d / 8], [2, 2])
-                .with_stride([2, 2])
-                .init(device),
+            upscale_conv2: UpConv2x2::new(d / 4, d / 8, device),
             output_hypernetworks_mlps: (0..n).map(|_| Mlp::new(d, d, d / 8, 3, device)).collect(),
             iou_prediction_head: Mlp::new(
                 d,
@@ -71,9 +66,9 @@ pub struct MaskDecoder {
     pub transformer: TwoWayTransformer,
     pub iou_token: Param<Tensor<2>>,
     pub mask_tokens: Param<Tensor<2>>,
-    pub upscale_conv1: ConvTranspose2d,
+    pub upscale_conv1: UpConv2x2,
     pub upscale_ln: LayerNorm2d,
-    pub upscale_conv2: ConvTranspose2d,
+    pub upscale_conv2: UpConv2x2,
     pub output_hypernetworks_mlps: Vec<Mlp>,
     pub iou_prediction_head: Mlp,
 }

@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/gen_parity_fixtures.sh
 export BRAINSAM_PYTHON="$PWD/${BRAINSAM_VENV:-.venv}/bin/python"
+# Mesa's Vulkan loader complains on every device open without a runtime dir.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/brainsam-xdg-$(id -u)"
+  mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+fi
 # One dev-profile build serves every test binary (dependencies are optimised in dev).
 cargo test -p brainsam --features wgpu --lib --bins
 # Parity prints its measured errors and timings per fixture.

@@ -365,34 +365,9 @@ mod tests {
     use safetensors::SafeTensors;
     use std::path::PathBuf;
 
-    /// `crate/tests/data/transforms`, found from `BRAINSAM_REPO`, from this
-    /// source file's path, or from the manifest dir (real crate or scratch).
+    /// Fixtures written by `tests/weights/gen_*_fixtures.py`.
     fn data_dir() -> PathBuf {
-        let tail = ["crate", "tests", "data", "transforms"];
-        let mut candidates = Vec::new();
-        if let Ok(repo) = std::env::var("BRAINSAM_REPO") {
-            candidates.push(PathBuf::from(repo));
-        }
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        // file!() is crate/src/model/transforms.rs relative to the workspace
-        // root, or absolute when mounted with #[path].
-        let this = PathBuf::from(file!());
-        let this = if this.is_absolute() {
-            this
-        } else {
-            manifest.join("..").join(this)
-        };
-        if let Some(repo) = this.ancestors().nth(4) {
-            candidates.push(repo.to_path_buf());
-        }
-        candidates.push(manifest.join(".."));
-        for c in &candidates {
-            let p = tail.iter().fold(c.clone(), |p, t| p.join(t));
-            if p.is_dir() {
-                return p;
-            }
-        }
-        panic!("transform fixtures not found; set BRAINSAM_REPO (tried {candidates:?})");
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/transforms")
     }
 
     fn load(name: &str) -> Vec<u8> {

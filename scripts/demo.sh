@@ -16,5 +16,4 @@ $BIN convert "$OUT/sam_small.safetensors" "$OUT/sam_small_f16.safetensors" --hal
 DATA="${BRAINSAM_DATA:-../shared/data}"
 if [ -f "$DATA/label_maps/subject_01.nii.gz" ]; then
   $BIN synth --label-map "$DATA/label_maps/subject_01.nii.gz" --contrast t2 --seed 3 --out "$OUT/synth_t2" --montage
-  echo "montage: $OUT/synth_t2/montage.png"
 fi

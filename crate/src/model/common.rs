@@ -264,12 +264,12 @@ pub(crate) fn chunked_attention(
     let per_item = lq * lk;
     let attend = |n0: usize, n1: usize, q0: usize, q1: usize| {
         let qc = q.clone().slice([n0..n1, q0..q1]);
-        let kc = k.clone().slice([n0..n1]);
+        let kc = k.clone().narrow(0, n0, n1 - n0);
         let mut attn = qc.matmul(kc.swap_dims(1, 2)); // [n, q, Lk]
         if let Some(b) = bias(n0, n1, q0, q1) {
             attn = attn + b;
         }
-        softmax(attn, 2).matmul(v.clone().slice([n0..n1]))
+        softmax(attn, 2).matmul(v.clone().narrow(0, n0, n1 - n0))
     };
     if n * per_item <= MAX_ATTENTION_ELEMENTS {
         return attend(0, n, 0, lq);
@@ -310,8 +310,16 @@ mod tests {
             bias: Param::from_tensor(reference.bias.as_ref().map(|b| b.val()).unwrap()),
         };
         let x = Tensor::<4>::random([2, 6, 5, 7], Distribution::Normal(0.0, 1.0), &device);
-        let a = up.forward(x.clone()).into_data().to_vec::<f32>().unwrap();
-        let b = reference.forward(x).into_data().to_vec::<f32>().unwrap();
+        let a = up
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let b = reference
+            .forward(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(a.len(), 2 * 3 * 10 * 14);
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() < 1e-5, "{p} vs {q}");

@@ -218,9 +218,9 @@ impl Attention {
             .reshape([b, n, 3, heads, hd])
             .permute([2, 0, 3, 1, 4])
             .reshape([3, b * heads, n, hd]);
-        let q = qkv.clone().slice([0..1]).reshape([b * heads, n, hd]);
-        let k = qkv.clone().slice([1..2]).reshape([b * heads, n, hd]);
-        let v = qkv.slice([2..3]).reshape([b * heads, n, hd]);
+        let q = qkv.clone().narrow(0, 0, 1).reshape([b * heads, n, hd]);
+        let k = qkv.clone().narrow(0, 1, 1).reshape([b * heads, n, hd]);
+        let v = qkv.narrow(0, 2, 1).reshape([b * heads, n, hd]);
 
         let (rel_h, rel_w) = self.decomposed_rel_pos(q.clone(), h, w); // [BH, n, h], [BH, n, w]
         let bias = |n0: usize, n1: usize, q0: usize, q1: usize| {
@@ -350,9 +350,9 @@ pub(crate) fn resize_rel_pos(
     shape: [usize; 2],
 ) -> Result<HostTensor, WeightsError> {
     let [len, hd] = shape;
-    match t.shape.as_slice() {
-        &[l, d] if l == len && d == hd => Ok(t),
-        &[l, d] if d == hd && l > 0 => {
+    match *t.shape.as_slice() {
+        [l, d] if l == len && d == hd => Ok(t),
+        [l, d] if d == hd && l > 0 => {
             let taps = linear_taps(l, len);
             let mut data = Vec::with_capacity(len * hd);
             for (i0, i1, f) in taps {

@@ -39,10 +39,22 @@ pub fn read_bytes(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
 }
 
-/// Runs `tests/data_pipeline/<script>` with `BRAINSAM_PYTHON` (default `python3`) and parses
-/// its JSON output. Panics with a clear message when Python or nibabel is missing.
-pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
-    let py = std::env::var("BRAINSAM_PYTHON").unwrap_or_else(|_| "python3".into());
+/// `BRAINSAM_PYTHON`, else the venv `npm test` sets up (`<repo>/.venv`), else `python3`.
+fn python() -> String {
+    if let Ok(py) = std::env::var("BRAINSAM_PYTHON") {
+        return py;
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    if venv.is_file() {
+        return venv.to_string_lossy().into_owned();
+    }
+    "python3".into()
+}
+
+/// Runs `tests/data_pipeline/<script>` and returns its stdout. Panics with a clear message
+/// when Python or nibabel is missing.
+fn python_output(script: &str, args: &[&str]) -> Vec<u8> {
+    let py = python();
     let path = repo_root().join("tests/data_pipeline").join(script);
     let out = Command::new(&py)
         .arg(&path)
@@ -55,24 +67,17 @@ pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("script printed invalid JSON")
+    out.stdout
+}
+
+/// Runs a script that prints JSON and parses it.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    serde_json::from_slice(&python_output(script, args)).expect("script printed invalid JSON")
 }
 
 /// Runs a script that writes files, without JSON output.
 pub fn python_run(script: &str, args: &[&str]) {
-    let py = std::env::var("BRAINSAM_PYTHON").unwrap_or_else(|_| "python3".into());
-    let path = repo_root().join("tests/data_pipeline").join(script);
-    let out = Command::new(&py)
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {py} (set BRAINSAM_PYTHON): {e}"));
-    assert!(
-        out.status.success(),
-        "{} failed (needs numpy + nibabel; set BRAINSAM_PYTHON):\n{}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_output(script, args);
 }
 
 /// A fresh scratch directory for one test.

@@ -10,6 +10,7 @@ use burn::tensor::ops::PadMode;
 use super::common::{
     chunked_attention, Activation, LayerNorm2d, MlpBlock, NamedParams, ParamRef, Visitor,
 };
+use super::lora::{AttentionLora, LoraConfig};
 use crate::weights::{HostTensor, WeightsError};
 
 /// Geometry of the ViT image encoder.
@@ -110,6 +111,25 @@ impl ImageEncoder {
     }
 }
 
+impl ImageEncoder {
+    /// Adds fresh adapters (B = 0, so outputs are unchanged) to every block.
+    pub fn add_lora(&mut self, config: &LoraConfig, device: &Device) {
+        for block in &mut self.blocks {
+            let [dim, _] = block.attn.proj.weight.dims();
+            block.attn.lora = Some(AttentionLora::new(dim, config, device));
+            block.attn.merged_lora = None;
+        }
+    }
+
+    pub fn merge_lora(&mut self) {
+        self.blocks.iter_mut().for_each(|b| b.attn.merge_lora());
+    }
+
+    pub fn unmerge_lora(&mut self) {
+        self.blocks.iter_mut().for_each(|b| b.attn.unmerge_lora());
+    }
+}
+
 impl NamedParams for ImageEncoder {
     fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
         self.patch_embed
@@ -192,6 +212,10 @@ pub struct Attention {
     pub rel_pos_h: Param<Tensor<2>>,
     pub rel_pos_w: Param<Tensor<2>>,
     pub num_heads: usize,
+    /// Low-rank adapters applied on top of `qkv` / `proj`.
+    pub lora: Option<AttentionLora>,
+    /// Adapters currently folded into the weights (kept to unmerge).
+    pub merged_lora: Option<AttentionLora>,
 }
 
 impl Attention {
@@ -203,6 +227,8 @@ impl Attention {
             rel_pos_h: Param::from_tensor(Tensor::zeros([2 * side - 1, head_dim], device)),
             rel_pos_w: Param::from_tensor(Tensor::zeros([2 * side - 1, head_dim], device)),
             num_heads,
+            lora: None,
+            merged_lora: None,
         }
     }
 
@@ -212,9 +238,11 @@ impl Attention {
         let heads = self.num_heads;
         let hd = c / heads;
         let n = h * w;
-        let qkv = self
-            .qkv
-            .forward(x)
+        let mut qkv = self.qkv.forward(x.clone());
+        if let Some(delta) = self.lora.as_ref().and_then(|l| l.qkv_delta(x)) {
+            qkv = qkv + delta;
+        }
+        let qkv = qkv
             .reshape([b, n, 3, heads, hd])
             .permute([2, 0, 3, 1, 4])
             .reshape([3, b * heads, n, hd]);
@@ -234,7 +262,10 @@ impl Attention {
             .reshape([b, heads, h, w, hd])
             .permute([0, 2, 3, 1, 4])
             .reshape([b, h, w, c]);
-        self.proj.forward(out)
+        match self.lora.as_ref().and_then(|l| l.proj.as_ref()) {
+            Some(p) => self.proj.forward(out.clone()) + p.forward(out),
+            None => self.proj.forward(out),
+        }
     }
 
     /// The row and column terms of the relative position bias for every query, from the

@@ -8,6 +8,7 @@ pub mod build;
 pub mod checkpoint;
 pub mod common;
 pub mod image_encoder;
+pub mod lora;
 pub mod mask_decoder;
 pub mod predictor;
 pub mod prompt_encoder;

@@ -1,0 +1,220 @@
+//! Low-rank adapters (LoRA) on the image encoder's attention projections.
+//!
+//! The paper's method (after SAMed): the encoder stays frozen and each adapted projection
+//! gains `ΔW = (alpha / rank) · A B` with `A: [in, r]`, `B: [r, out]`, B starting at zero so
+//! training starts exactly at the base model. q and v live inside the fused `qkv`
+//! projection, so their updates are added to the matching thirds of its output.
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::module::linear;
+use burn::tensor::Distribution;
+
+use super::image_encoder::Attention;
+
+/// An attention projection an adapter can target.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum LoraTarget {
+    Q,
+    K,
+    V,
+    Proj,
+}
+
+/// Where and how big the adapters are.
+#[derive(Config, Debug, PartialEq)]
+pub struct LoraConfig {
+    /// Rank of each update. Default: 4 (SAMed, the paper).
+    #[config(default = 4)]
+    pub rank: usize,
+    /// Scale numerator: `ΔW = (alpha / rank) · A B`. Default: 4.0 (scale 1).
+    #[config(default = 4.0)]
+    pub alpha: f64,
+    /// Adapted projections of every block. Default: q and v.
+    #[config(default = "vec![LoraTarget::Q, LoraTarget::V]")]
+    pub targets: Vec<LoraTarget>,
+}
+
+/// One low-rank update `x ↦ scale · (x A) B`.
+#[derive(Module, Debug)]
+pub struct LowRank {
+    /// `[in, rank]`, Kaiming-uniform.
+    pub a: Param<Tensor<2>>,
+    /// `[rank, out]`, zero at initialisation.
+    pub b: Param<Tensor<2>>,
+    pub scale: f64,
+}
+
+impl LowRank {
+    pub fn new(d_in: usize, d_out: usize, rank: usize, alpha: f64, device: &Device) -> Self {
+        let bound = 1.0 / (d_in as f64).sqrt();
+        Self {
+            a: Param::from_tensor(Tensor::random(
+                [d_in, rank],
+                Distribution::Uniform(-bound, bound),
+                device,
+            )),
+            b: Param::from_tensor(Tensor::zeros([rank, d_out], device)),
+            scale: alpha / rank as f64,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(linear(x, self.a.val(), None), self.b.val(), None) * self.scale
+    }
+
+    /// The dense update `[in, out]` (burn's linear layout).
+    pub fn delta(&self) -> Tensor<2> {
+        self.a.val().matmul(self.b.val()) * self.scale
+    }
+}
+
+/// The adapters of one attention block.
+#[derive(Module, Debug)]
+pub struct AttentionLora {
+    pub q: Option<LowRank>,
+    pub k: Option<LowRank>,
+    pub v: Option<LowRank>,
+    pub proj: Option<LowRank>,
+}
+
+impl AttentionLora {
+    pub fn new(dim: usize, config: &LoraConfig, device: &Device) -> Self {
+        let make = |t: LoraTarget| {
+            config
+                .targets
+                .contains(&t)
+                .then(|| LowRank::new(dim, dim, config.rank, config.alpha, device))
+        };
+        Self {
+            q: make(LoraTarget::Q),
+            k: make(LoraTarget::K),
+            v: make(LoraTarget::V),
+            proj: make(LoraTarget::Proj),
+        }
+    }
+
+    /// Update of the fused qkv output `[.., 3C]` for input `[.., C]`.
+    pub fn qkv_delta<const D: usize>(&self, x: Tensor<D>) -> Option<Tensor<D>> {
+        if self.q.is_none() && self.k.is_none() && self.v.is_none() {
+            return None;
+        }
+        let dims = x.dims(); // square projections: each third has the input's shape
+        let [q, k, v] = [&self.q, &self.k, &self.v].map(|p| match p {
+            Some(l) => l.forward(x.clone()),
+            None => Tensor::zeros(dims, &x.device()),
+        });
+        Some(Tensor::cat(vec![q, k, v], D - 1))
+    }
+
+    /// Dense update of the qkv weight `[C, 3C]`, zeros where a projection has no adapter.
+    fn qkv_weight_delta(&self, dim: usize, device: &Device) -> Tensor<2> {
+        let parts = [&self.q, &self.k, &self.v].map(|p| {
+            p.as_ref()
+                .map(LowRank::delta)
+                .unwrap_or_else(|| Tensor::zeros([dim, dim], device))
+        });
+        Tensor::cat(parts.into(), 1)
+    }
+}
+
+impl Attention {
+    /// Folds the adapters into `qkv` and `proj` so inference costs nothing extra.
+    pub fn merge_lora(&mut self) {
+        let Some(lora) = self.lora.take() else { return };
+        self.apply_delta(&lora, 1.0);
+        self.merged_lora = Some(lora);
+    }
+
+    /// Takes merged adapters back out of the weights.
+    pub fn unmerge_lora(&mut self) {
+        let Some(lora) = self.merged_lora.take() else {
+            return;
+        };
+        self.apply_delta(&lora, -1.0);
+        self.lora = Some(lora);
+    }
+
+    fn apply_delta(&mut self, lora: &AttentionLora, sign: f64) {
+        let [dim, _] = self.qkv.weight.dims();
+        let device = self.qkv.weight.device();
+        let w = self.qkv.weight.val() + lora.qkv_weight_delta(dim, &device) * sign;
+        self.qkv.weight = Param::from_tensor(w);
+        if let Some(p) = &lora.proj {
+            self.proj.weight = Param::from_tensor(self.proj.weight.val() + p.delta() * sign);
+        }
+    }
+}
+
+#[cfg(all(test, feature = "ndarray"))]
+mod tests {
+    use super::*;
+    use crate::model::Geometry;
+
+    fn small() -> (crate::model::Sam, Device) {
+        let device = crate::backend::cpu();
+        let g = Geometry {
+            embed_dim: 32,
+            depth: 2,
+            num_heads: 2,
+            global_attn_indexes: vec![1],
+            image_size: 64,
+        };
+        (g.config().init(&device), device)
+    }
+
+    fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn lora_b_is_zero_initialised_so_the_encoder_output_is_unchanged() {
+        let (mut sam, device) = small();
+        let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let before = sam.image_encoder.forward(x.clone());
+        sam.image_encoder.add_lora(&LoraConfig::new(), &device);
+        let after = sam.image_encoder.forward(x);
+        assert_eq!(max_diff(before, after), 0.0);
+    }
+
+    #[test]
+    fn merged_adapters_compute_what_unmerged_ones_do_and_unmerge_restores_the_base() {
+        let (mut sam, device) = small();
+        let config =
+            LoraConfig::new().with_targets(vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Proj]);
+        sam.image_encoder.add_lora(&config, &device);
+        for block in sam.image_encoder.blocks.iter_mut() {
+            let lora = block.attn.lora.as_mut().unwrap();
+            for l in [&mut lora.q, &mut lora.v, &mut lora.proj]
+                .into_iter()
+                .flatten()
+            {
+                l.b = Param::from_tensor(Tensor::random(
+                    l.b.dims(),
+                    Distribution::Normal(0.0, 0.5),
+                    &device,
+                ));
+            }
+        }
+        let base_qkv = sam.image_encoder.blocks[0].attn.qkv.weight.val();
+        let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let with_adapters = sam.image_encoder.forward(x.clone());
+        sam.image_encoder.merge_lora();
+        assert!(sam.image_encoder.blocks[0].attn.lora.is_none());
+        let merged = sam.image_encoder.forward(x.clone());
+        assert!(max_diff(with_adapters.clone(), merged) < 1e-4);
+        sam.image_encoder.unmerge_lora();
+        let restored = sam.image_encoder.blocks[0].attn.qkv.weight.val();
+        let d: f32 = (restored - base_qkv).abs().max().into_scalar();
+        assert!(d < 1e-5, "base qkv changed by {d}");
+        assert!(max_diff(with_adapters, sam.image_encoder.forward(x)) < 1e-4);
+    }
+
+    #[test]
+    fn rank_four_q_v_adapters_on_vit_b_have_the_expected_size() {
+        // 12 blocks x (q, v) x (768 x 4 + 4 x 768).
+        let device = crate::backend::cpu();
+        let lora = AttentionLora::new(768, &LoraConfig::new(), &device);
+        assert_eq!(lora.num_params() * 12, 147_456);
+    }
+}

@@ -4,8 +4,9 @@ use burn::module::Param;
 use burn::prelude::*;
 
 use super::build::Geometry;
-use super::common::{NamedParams, ParamRef};
+use super::common::{NamedParams, ParamRef, Visitor};
 use super::image_encoder::{resize_pos_embed, resize_rel_pos};
+use super::lora::LoraConfig;
 use super::sam::{Sam, SamConfig};
 use crate::weights::{HostTensor, StateDict, WeightsError};
 
@@ -21,44 +22,68 @@ pub fn load_sam(
     device: &Device,
 ) -> Result<Sam, WeightsError> {
     let mut sam = config.init(device);
-    sam.visit_named("", &mut |key, p| {
-        match p {
-            ParamRef::D1(p) => {
-                let s: [usize; 1] = p.dims();
-                *p = Param::from_tensor(tensor(sd.take(key, &s)?, s, device));
-            }
-            ParamRef::D2(p) => {
-                let s: [usize; 2] = p.dims();
-                *p = Param::from_tensor(tensor(sd.take(key, &s)?, s, device));
-            }
-            ParamRef::D4(p) => {
-                let s: [usize; 4] = p.dims();
-                *p = Param::from_tensor(tensor(sd.take(key, &s)?, s, device));
-            }
-            ParamRef::Buffer2(t) => {
-                let s: [usize; 2] = t.dims();
-                *t = tensor(sd.take(key, &s)?, s, device);
-            }
-            ParamRef::LinearWeight(p) => {
-                let [d_in, d_out]: [usize; 2] = p.dims();
-                let w = tensor(sd.take(key, &[d_out, d_in])?, [d_out, d_in], device);
-                *p = Param::from_tensor(w.transpose());
-            }
-            ParamRef::PosEmbed(p) => {
-                let s: [usize; 4] = p.dims();
-                let t = resize_pos_embed(key, sd.take_any(key, &s)?, s)?;
-                *p = Param::from_tensor(tensor(t, s, device));
-            }
-            ParamRef::RelPos(p) => {
-                let s: [usize; 2] = p.dims();
-                let t = resize_rel_pos(key, sd.take_any(key, &s)?, s)?;
-                *p = Param::from_tensor(tensor(t, s, device));
-            }
-        }
-        Ok(())
-    })?;
+    sam.visit_named("", &mut |key, p| load_param(&mut sd, key, p, device))?;
     sd.finish()?;
     Ok(sam)
+}
+
+/// Adds adapters of `config` to `sam`'s encoder and fills them from `sd` (which must hold
+/// exactly the adapter tensors).
+pub fn load_lora(
+    sam: &mut Sam,
+    config: &LoraConfig,
+    mut sd: StateDict,
+    device: &Device,
+) -> Result<(), WeightsError> {
+    sam.image_encoder.add_lora(config, device);
+    sam.image_encoder
+        .visit_lora("image_encoder", &mut |key, p| {
+            load_param(&mut sd, key, p, device)
+        })?;
+    sd.finish()
+}
+
+/// Replaces one parameter by the checkpoint's tensor of the same key.
+fn load_param(
+    sd: &mut StateDict,
+    key: &str,
+    p: ParamRef<'_>,
+    device: &Device,
+) -> Result<(), WeightsError> {
+    match p {
+        ParamRef::D1(p) => {
+            let s: [usize; 1] = p.dims();
+            *p = Param::from_tensor(tensor(sd.take(key, &s)?, s, device));
+        }
+        ParamRef::D2(p) => {
+            let s: [usize; 2] = p.dims();
+            *p = Param::from_tensor(tensor(sd.take(key, &s)?, s, device));
+        }
+        ParamRef::D4(p) => {
+            let s: [usize; 4] = p.dims();
+            *p = Param::from_tensor(tensor(sd.take(key, &s)?, s, device));
+        }
+        ParamRef::Buffer2(t) => {
+            let s: [usize; 2] = t.dims();
+            *t = tensor(sd.take(key, &s)?, s, device);
+        }
+        ParamRef::LinearWeight(p) => {
+            let [d_in, d_out]: [usize; 2] = p.dims();
+            let w = tensor(sd.take(key, &[d_out, d_in])?, [d_out, d_in], device);
+            *p = Param::from_tensor(w.transpose());
+        }
+        ParamRef::PosEmbed(p) => {
+            let s: [usize; 4] = p.dims();
+            let t = resize_pos_embed(key, sd.take_any(key, &s)?, s)?;
+            *p = Param::from_tensor(tensor(t, s, device));
+        }
+        ParamRef::RelPos(p) => {
+            let s: [usize; 2] = p.dims();
+            let t = resize_rel_pos(key, sd.take_any(key, &s)?, s)?;
+            *p = Param::from_tensor(tensor(t, s, device));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a `.pth` or `.safetensors` SAM checkpoint, geometry taken from its shapes.
@@ -71,9 +96,22 @@ pub fn load_checkpoint(bytes: &[u8], device: &Device) -> Result<(Sam, Geometry),
 
 /// Every parameter of `sam` under its checkpoint key, in PyTorch layout.
 pub async fn state_dict(sam: &Sam) -> Result<StateDict, WeightsError> {
-    let mut pending: Vec<(String, Vec<usize>, Tensor<1>)> = Vec::new();
     let mut sam = sam.clone();
-    sam.visit_named("", &mut |key, p| {
+    collect(|f| sam.visit_named("", f)).await
+}
+
+/// The adapter tensors of `sam`'s encoder (empty when it has none).
+pub async fn lora_state_dict(sam: &Sam) -> Result<StateDict, WeightsError> {
+    let mut encoder = sam.image_encoder.clone();
+    collect(|f| encoder.visit_lora("image_encoder", f)).await
+}
+
+/// Reads back every parameter a traversal names.
+async fn collect(
+    traverse: impl FnOnce(&mut Visitor<'_>) -> Result<(), WeightsError>,
+) -> Result<StateDict, WeightsError> {
+    let mut pending: Vec<(String, Vec<usize>, Tensor<1>)> = Vec::new();
+    traverse(&mut |key, p| {
         let (shape, flat): (Vec<usize>, Tensor<1>) = match p {
             ParamRef::D1(p) => (p.dims().to_vec(), p.val()),
             ParamRef::D2(p) | ParamRef::RelPos(p) => (p.dims().to_vec(), p.val().flatten(0, 1)),

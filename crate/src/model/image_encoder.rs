@@ -128,6 +128,17 @@ impl ImageEncoder {
     pub fn unmerge_lora(&mut self) {
         self.blocks.iter_mut().for_each(|b| b.attn.unmerge_lora());
     }
+
+    /// Names the adapter tensors `{prefix}.blocks.{i}.attn.lora_{q,k,v,proj}.{a,b}`
+    /// (`a` is `[in, rank]`, `b` is `[rank, out]`).
+    pub fn visit_lora(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            if let Some(lora) = block.attn.lora.as_mut() {
+                lora.visit_named(&format!("{prefix}.blocks.{i}.attn"), f)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl NamedParams for ImageEncoder {

@@ -10,7 +10,9 @@ use burn::prelude::*;
 use burn::tensor::module::linear;
 use burn::tensor::Distribution;
 
+use super::common::{NamedParams, ParamRef, Visitor};
 use super::image_encoder::Attention;
+use crate::weights::WeightsError;
 
 /// An attention projection an adapter can target.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -118,6 +120,24 @@ impl AttentionLora {
     }
 }
 
+impl NamedParams for AttentionLora {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        let parts = [
+            ("q", &mut self.q),
+            ("k", &mut self.k),
+            ("v", &mut self.v),
+            ("proj", &mut self.proj),
+        ];
+        for (name, part) in parts {
+            if let Some(l) = part {
+                f(&format!("{prefix}.lora_{name}.a"), ParamRef::D2(&mut l.a))?;
+                f(&format!("{prefix}.lora_{name}.b"), ParamRef::D2(&mut l.b))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Attention {
     /// Folds the adapters into `qkv` and `proj` so inference costs nothing extra.
     pub fn merge_lora(&mut self) {
@@ -151,16 +171,20 @@ mod tests {
     use super::*;
     use crate::model::Geometry;
 
-    fn small() -> (crate::model::Sam, Device) {
-        let device = crate::backend::cpu();
-        let g = Geometry {
+    fn small_config() -> crate::model::SamConfig {
+        Geometry {
             embed_dim: 32,
             depth: 2,
             num_heads: 2,
             global_attn_indexes: vec![1],
             image_size: 64,
-        };
-        (g.config().init(&device), device)
+        }
+        .config()
+    }
+
+    fn small() -> (crate::model::Sam, Device) {
+        let device = crate::backend::cpu();
+        (small_config().init(&device), device)
     }
 
     fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
@@ -208,6 +232,52 @@ mod tests {
         let d: f32 = (restored - base_qkv).abs().max().into_scalar();
         assert!(d < 1e-5, "base qkv changed by {d}");
         assert!(max_diff(with_adapters, sam.image_encoder.forward(x)) < 1e-4);
+    }
+
+    #[test]
+    fn adapters_round_trip_through_their_state_dict_with_the_same_output() {
+        let (mut sam, device) = small();
+        sam.image_encoder.add_lora(&LoraConfig::new(), &device);
+        for block in sam.image_encoder.blocks.iter_mut() {
+            let lora = block.attn.lora.as_mut().unwrap();
+            for l in [&mut lora.q, &mut lora.v].into_iter().flatten() {
+                l.b = Param::from_tensor(Tensor::random(
+                    l.b.dims(),
+                    Distribution::Normal(0.0, 0.5),
+                    &device,
+                ));
+            }
+        }
+        let sd = pollster::block_on(crate::model::checkpoint::lora_state_dict(&sam)).unwrap();
+        assert_eq!(sd.len(), 2 * 2 * 2, "2 blocks x (q, v) x (a, b)");
+        assert_eq!(
+            sd.shape("image_encoder.blocks.1.attn.lora_v.a"),
+            Some(&[32usize, 4][..])
+        );
+        let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let expected = sam.image_encoder.forward(x.clone());
+
+        // A new model from the base checkpoint plus the adapter file computes the same.
+        let base = pollster::block_on(crate::model::checkpoint::state_dict(&sam)).unwrap();
+        let mut rebuilt =
+            crate::model::checkpoint::load_sam(&small_config(), base, &device).unwrap();
+        let bytes = crate::weights::write_safetensors(sd.iter(), false, None).unwrap();
+        let sd = crate::weights::StateDict::from_bytes(&bytes).unwrap();
+        crate::model::checkpoint::load_lora(&mut rebuilt, &LoraConfig::new(), sd, &device).unwrap();
+        assert_eq!(max_diff(expected, rebuilt.image_encoder.forward(x)), 0.0);
+    }
+
+    #[test]
+    fn an_adapter_of_the_wrong_rank_is_refused_with_the_key() {
+        let (mut sam, device) = small();
+        sam.image_encoder
+            .add_lora(&LoraConfig::new().with_rank(8), &device);
+        let sd = pollster::block_on(crate::model::checkpoint::lora_state_dict(&sam)).unwrap();
+        let (mut other, _) = small();
+        let err = crate::model::checkpoint::load_lora(&mut other, &LoraConfig::new(), sd, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lora_q.a") && err.contains("[32, 8]"), "{err}");
     }
 
     #[test]

@@ -7,4 +7,6 @@
 pub mod backend;
 pub mod data;
 pub mod model;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod weights;

@@ -1,0 +1,47 @@
+// Browser benchmark (a script, not a test): encoder ms per slice and decoder ms per click
+// for the model the build ships (else a small random one), on WebGPU (SwiftShader without a
+// GPU) and on the CPU fallback. Writes target/e2e/bench.json.
+// Usage: node tests/e2e/bench.mjs [SLICES=5] [CLICKS=10]
+
+import { buildInfo, launch, openPage, randomModel, startServer, synthVolume, writeArtifact } from './harness.mjs';
+
+const [slices = 5, clicks = 10] = process.argv.slice(2).map(Number);
+const build = buildInfo();
+const synth = synthVolume();
+const { server, origin } = await startServer();
+const results = {};
+for (const webgpu of [true, false]) {
+  const browser = await launch({ webgpu });
+  const { page } = await openPage(browser, `${origin}/?sample=0`);
+  if (!build.model) {
+    await page.setInputFiles('#file-model', randomModel());
+    await page.waitForFunction(() => window.brainsam.state.model, null, { timeout: 600_000 });
+  }
+  await page.setInputFiles('#file-image', synth.image);
+  await page.waitForFunction(() => window.brainsam.state.volume, null, { timeout: 120_000 });
+  const r = await page.evaluate(async ([slices, clicks]) => {
+    const { engine, state } = window.brainsam;
+    engine.worker.postMessage({ op: 'focus', args: null }); // no encoding ahead while timing
+    await state.chain;
+    const [nx, ny, nz] = state.volume.dims;
+    const z0 = Math.floor(nz / 2) + 20; // slices the page has not encoded yet
+    const encode = [];
+    for (let i = 0; i < slices; i++) encode.push((await engine.call('encode', { axis: 2, index: z0 + i })).ms);
+    const decode = [];
+    for (let i = 0; i < clicks; i++) {
+      const r = await engine.call('predict', { axis: 2, index: z0, points: [[Math.floor(nx / 2) + i, Math.floor(ny / 2), 1]] });
+      decode.push(r.decodeMs);
+    }
+    return { backend: state.backend, model: state.model.geometry, warm: state.warm, encode, decode, memory: await engine.call('memory') };
+  }, [slices, clicks]);
+  results[r.backend] = r;
+  await browser.close();
+}
+server.close();
+const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+for (const [b, r] of Object.entries(results)) {
+  console.log(`${b}: encoder median ${med(r.encode).toFixed(0)} ms/slice (${r.encode.map(Math.round)}), ` +
+    `decoder first ${r.decode[0].toFixed(0)} ms, median ${med(r.decode).toFixed(0)} ms, tenth ${r.decode.at(-1)?.toFixed(0)} ms/click` +
+    (r.memory ? `, GPU memory reserved ${(r.memory.reserved / 2 ** 20).toFixed(1)} MiB` : ''));
+}
+console.log(`written ${writeArtifact('bench.json', JSON.stringify({ model: build.model?.name ?? 'random (tests)', results }, null, 2))}`);

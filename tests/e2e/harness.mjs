@@ -1,0 +1,106 @@
+// Shared set-up for the browser tests: the built page served on localhost, Debian's
+// Chromium driven by playwright-core, test inputs made by the brainsam CLI, artifacts.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serve } from '../../scripts/serve.mjs';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const DIST = resolve(ROOT, process.env.BRAINSAM_DIST || 'dist');
+export const ARTIFACTS = resolve(ROOT, process.env.BRAINSAM_E2E_ARTIFACTS || 'target/e2e');
+export const CLI = resolve(ROOT, process.env.BRAINSAM_CLI || 'target/debug/brainsam');
+const DATA = resolve(ROOT, process.env.BRAINSAM_DATA || '../shared/data');
+const CHROMIUM = process.env.BRAINSAM_CHROMIUM || '/usr/bin/chromium';
+
+// Headless Chromium exposes WebGPU (a SwiftShader adapter without a GPU) only with this flag.
+const WEBGPU = ['--enable-unsafe-webgpu'];
+// Nothing but the page may touch the network.
+const QUIET = ['--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--no-first-run', '--disable-quic', '--disable-default-apps', '--no-default-browser-check'];
+
+export function cli(...args) {
+  return execFileSync(CLI, args, { cwd: ROOT, encoding: 'utf8' });
+}
+
+/** A synthetic T1 image and its labels from a real label map (cached). */
+export function synthVolume() {
+  const out = join(ARTIFACTS, 'synth');
+  const image = join(out, 'image.nii.gz');
+  const labels = join(out, 'labels.nii.gz');
+  if (!existsSync(image) || !existsSync(labels)) {
+    const map = join(DATA, 'label_maps/subject_01.nii.gz');
+    if (!existsSync(map)) throw new Error(`label map ${map} not found (set BRAINSAM_DATA)`);
+    cli('synth', '--label-map', map, '--contrast', 't1', '--seed', '5', '--out', out);
+  }
+  return { image, labels };
+}
+
+/** What the build ships: build.json of the static folder. */
+export function buildInfo() {
+  return JSON.parse(readFileSync(join(DIST, 'build.json'), 'utf8'));
+}
+
+/**
+ * A model the page can load when the build ships none: small, randomly initialised
+ * (it tests the plumbing, never mask quality).
+ */
+export function randomModel() {
+  const path = join(ARTIFACTS, 'random-model.safetensors');
+  if (!existsSync(path)) {
+    cli('init', '--embed-dim', '128', '--depth', '4', '--num-heads', '4', '--global-attn-indexes', '1,3',
+      '--image-size', '256', '--seed', '11', '--out', path);
+  }
+  return path;
+}
+
+export async function startServer() {
+  if (!existsSync(join(DIST, 'index.html'))) throw new Error(`${DIST} is not built: run scripts/build_web.sh`);
+  const server = await serve(DIST, 0);
+  return { server, origin: `http://127.0.0.1:${server.address().port}` };
+}
+
+export async function launch({ webgpu = true } = {}) {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...QUIET, ...(webgpu ? WEBGPU : [])],
+  });
+}
+
+/** A page that records every request and console error. */
+export async function openPage(browser, url) {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  const log = { requests: [], errors: [], console: [] };
+  context.on('request', (r) => log.requests.push(r.url()));
+  page.on('console', (m) => {
+    log.console.push(`${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => log.errors.push(String(e)));
+  page.on('worker', (w) => w.on('console', (m) => log.console.push(`worker ${m.type()}: ${m.text()}`)));
+  await page.goto(url);
+  await page.waitForFunction(() => ['ready', 'failed'].includes(document.body.dataset.state), null, { timeout: 600_000 });
+  return { page, context, log };
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(join(ARTIFACTS, 'screenshots'), { recursive: true });
+  const path = join(ARTIFACTS, 'screenshots', `${name}.png`);
+  await page.screenshot({ path });
+  return path;
+}
+
+export function writeArtifact(name, data) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const path = join(ARTIFACTS, name);
+  writeFileSync(path, data);
+  return path;
+}
+
+/** Waits until the page's edit chain is idle (every queued prompt answered). */
+export async function settle(page) {
+  await page.evaluate(() => window.brainsam.state.chain);
+}

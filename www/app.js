@@ -1,0 +1,407 @@
+// The page: wires the viewer, the structure list and the prompt tools to the engine worker.
+// State that the tests read is on window.brainsam.
+
+import { EngineClient } from './client.js';
+import { Viewer } from './viewer.js';
+import { dice, readSlice, writeSlice, replaceLabel, countLabel, downloadBytes, fmtMs, fmtBytes } from './util.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const MAX_VOLUME_UNDO = 3; // whole-volume snapshots kept for undoing 3D propagation
+const CUSTOM_COLORS = [[255, 99, 71], [60, 179, 113], [238, 130, 238], [255, 215, 0], [0, 191, 255]];
+
+const state = {
+  backend: null, model: null, volume: null, gray: null, labels: null, reference: null,
+  structures: [], current: 1, prompt: null, history: [], chain: Promise.resolve(),
+  encodeMs: [], decodeMs: [], lastDice: null, lastMask: null, memory: null, focusKey: '',
+};
+const engine = new EngineClient();
+const viewer = new Viewer([...document.querySelectorAll('.view')], {
+  onPoint: (axis, index, u, v, positive) => edit(() => addPoint(axis, index, u, v, positive)),
+  onBox: (axis, index, box) => edit(() => setBox(axis, index, box)),
+  onSlice: (axis, index) => focus(axis, index),
+});
+window.brainsam = { state, viewer, engine };
+
+// ---- status and errors -------------------------------------------------------------
+
+function showError(e) {
+  const msg = e instanceof Error ? e.message : String(e);
+  console.error(msg);
+  $('error-text').textContent = msg;
+  $('error').hidden = false;
+}
+$('error-close').onclick = () => { $('error').hidden = true; };
+
+function progress(id, fraction) {
+  const el = $(id);
+  el.hidden = fraction === null;
+  if (fraction !== null) el.firstElementChild.style.width = `${Math.round(Math.min(1, fraction) * 100)}%`;
+}
+
+function setBusy(what) {
+  document.body.dataset.busy = what || '';
+  $('encode-status').textContent = what || '';
+}
+
+function showTimings() {
+  const e = state.encodeMs.at(-1), d = state.decodeMs.at(-1);
+  const parts = [];
+  if (e !== undefined) parts.push(`encoder ${fmtMs(e)} / slice`);
+  if (d !== undefined) parts.push(`decoder ${fmtMs(d)} / click`);
+  if (state.decodeMs.length > 1) parts.push(`first click ${fmtMs(state.decodeMs[0])}, median ${fmtMs(median(state.decodeMs))}`);
+  if (state.memory?.reserved) parts.push(`GPU memory reserved ${fmtBytes(state.memory.reserved)}`);
+  $('timings').textContent = parts.join('\n');
+}
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+
+// ---- engine events -------------------------------------------------------------------
+
+engine.addEventListener('model-progress', ({ detail: d }) => {
+  if (d.phase === 'download') {
+    progress('model-progress', d.total ? d.loaded / d.total : 0.5);
+    $('model-info').textContent = `downloading model… ${fmtBytes(d.loaded)}${d.total ? ` of ${fmtBytes(d.total)}` : ''}`;
+  } else {
+    progress('model-progress', d.phase === 'loading' ? 0.9 : 0.95);
+    $('model-info').textContent = d.phase === 'loading' ? 'loading weights onto the device…' : 'warming up encoder and decoder (compiling GPU kernels)…';
+  }
+});
+engine.addEventListener('encoding', ({ detail: d }) => { setBusy(`encoding slice ${d.index + 1}…`); progress('encode-progress', 0.5); });
+engine.addEventListener('encoded', ({ detail: d }) => {
+  state.encodeMs.push(d.ms);
+  progress('encode-progress', null);
+  setBusy(d.ahead ? `encoded slice ${d.index + 1} ahead (${fmtMs(d.ms)})` : '');
+  showTimings();
+});
+engine.addEventListener('propagate-progress', ({ detail: d }) => {
+  progress('prop-progress', d.total ? d.done / d.total : 0);
+  setBusy(`3D: ${d.done} / ${d.total} slices`);
+});
+engine.addEventListener('warning', ({ detail: d }) => console.warn(d.message));
+engine.addEventListener('crash', ({ detail: d }) => showError(`The engine stopped: ${d.message}. Reload the page.`));
+
+// ---- structures ----------------------------------------------------------------------
+
+function renderStructures() {
+  const sel = $('structure');
+  sel.replaceChildren(...state.structures.map((s) => {
+    const o = document.createElement('option');
+    o.value = s.id;
+    o.textContent = `■ ${s.name}`;
+    o.style.color = `rgb(${s.rgb.join(',')})`;
+    return o;
+  }));
+  sel.value = String(state.current);
+  viewer.colors = new Map(state.structures.map((s) => [s.id, s.rgb]));
+}
+$('structure').onchange = (e) => { state.current = Number(e.target.value); state.prompt = null; viewer.prompt = null; updateMaskInfo(); viewer.draw(); };
+$('custom-add').onclick = () => {
+  const name = $('custom-name').value.trim();
+  if (!name) return showError('Type a name for the custom structure first.');
+  const used = new Set(state.structures.map((s) => s.id));
+  let id = 101;
+  while (used.has(id) && id < 255) id++;
+  if (used.has(id)) return showError('No free label values left.');
+  state.structures.push({ id, name, rgb: CUSTOM_COLORS[(id - 101) % CUSTOM_COLORS.length], custom: true });
+  state.current = id;
+  $('custom-name').value = '';
+  renderStructures();
+};
+const structureName = (id) => state.structures.find((s) => s.id === id)?.name ?? `label ${id}`;
+
+// ---- prompts -------------------------------------------------------------------------
+
+// Edits run one after another so that each prompt builds on the previous mask.
+function edit(fn) {
+  state.chain = state.chain.then(fn).catch(showError);
+  return state.chain;
+}
+
+function promptFor(axis, index) {
+  const p = state.prompt;
+  if (p && p.axis === axis && p.index === index && p.id === state.current) return p;
+  return (state.prompt = { axis, index, id: state.current, points: [], box: null, logits: null });
+}
+const clonePrompt = (p) => p && { ...p, points: p.points.map((q) => [...q]), box: p.box && [...p.box] };
+
+async function addPoint(axis, index, u, v, positive) {
+  const p = promptFor(axis, index);
+  const before = clonePrompt(p);
+  p.points.push([u, v, positive ? 1 : 0]);
+  await predict(p, before);
+}
+
+async function setBox(axis, index, box) {
+  const p = promptFor(axis, index);
+  const before = clonePrompt(p);
+  p.box = box;
+  await predict(p, before);
+}
+
+async function predict(p, before) {
+  viewer.prompt = p;
+  viewer.draw();
+  if (!state.model) { state.prompt = viewer.prompt = before; viewer.draw(); throw new Error('No model is loaded yet.'); }
+  if (!state.volume) throw new Error('Open an image first.');
+  setBusy('segmenting…');
+  try {
+    const r = await engine.call('predict', { axis: p.axis, index: p.index, points: p.points, box: p.box, maskInput: p.logits });
+    state.history.push({ kind: 'slice', axis: p.axis, index: p.index, labels: readSlice(state.labels, state.volume.dims, p.axis, p.index), prompt: before });
+    p.logits = r.logits;
+    writeSlice(state.labels, state.volume.dims, p.axis, p.index, r.mask, p.id);
+    state.decodeMs.push(r.decodeMs);
+    state.lastMask = { axis: p.axis, index: p.index, id: p.id, iou: r.iou, pixels: r.mask.reduce((a, b) => a + b, 0) };
+    await refreshMemory();
+    showTimings();
+  } catch (e) {
+    state.prompt = viewer.prompt = before;
+    throw e;
+  } finally {
+    setBusy('');
+    viewer.draw();
+    updateMaskInfo();
+    updateButtons();
+  }
+}
+
+function undo() {
+  const h = state.history.pop();
+  if (!h) return;
+  if (h.kind === 'slice') writeSlice(state.labels, state.volume.dims, h.axis, h.index, h.labels, null);
+  else state.labels.set(h.labels);
+  state.prompt = viewer.prompt = h.prompt;
+  viewer.draw();
+  updateMaskInfo();
+}
+
+function clearSlice() {
+  const p = state.prompt;
+  if (!p) return;
+  const dims = state.volume.dims;
+  state.history.push({ kind: 'slice', axis: p.axis, index: p.index, labels: readSlice(state.labels, dims, p.axis, p.index), prompt: clonePrompt(p) });
+  const cur = readSlice(state.labels, dims, p.axis, p.index).map((l) => (l === p.id ? 0 : l));
+  writeSlice(state.labels, dims, p.axis, p.index, cur, null);
+  state.prompt = viewer.prompt = null;
+  viewer.draw();
+  updateMaskInfo();
+}
+
+async function propagate() {
+  const p = state.prompt;
+  const dims = state.volume.dims;
+  if (!p) throw new Error('Segment the structure on one slice first (click inside it), then extend it to 3D.');
+  const seed = readSlice(state.labels, dims, p.axis, p.index).map((l) => (l === p.id ? 1 : 0));
+  if (!seed.some((x) => x)) throw new Error('The mask on this slice is empty: nothing to extend to 3D.');
+  progress('prop-progress', 0);
+  $('propagate').disabled = true;
+  try {
+    const r = await engine.call('propagate', { axis: p.axis, index: p.index, seed });
+    state.history.push({ kind: 'volume', labels: state.labels.slice(), prompt: clonePrompt(p) });
+    const volumes = state.history.filter((h) => h.kind === 'volume');
+    if (volumes.length > MAX_VOLUME_UNDO) state.history.splice(state.history.indexOf(volumes[0]), 1);
+    replaceLabel(state.labels, r.mask, p.id);
+    state.lastPropagation = { ms: r.ms, voxels: countLabel(state.labels, p.id) };
+    await refreshMemory();
+  } finally {
+    progress('prop-progress', null);
+    setBusy('');
+    updateButtons();
+    viewer.draw();
+    updateMaskInfo();
+  }
+}
+
+function updateMaskInfo() {
+  const lines = [];
+  const m = state.lastMask;
+  if (m && m.id === state.current) {
+    lines.push(`${structureName(m.id)} on ${['sagittal', 'coronal', 'axial'][m.axis]} slice ${m.index + 1}: ${m.pixels} px, predicted IoU ${m.iou.toFixed(2)}`);
+  }
+  if (state.labels) lines.push(`${structureName(state.current)}: ${countLabel(state.labels, state.current)} voxels in 3D`);
+  state.lastDice = null;
+  if (state.reference && state.labels) {
+    const id = state.current;
+    const vol = dice(state.labels, state.reference, id);
+    let slice = null;
+    if (m && m.id === id) {
+      const d = state.volume.dims;
+      slice = dice(readSlice(state.labels, d, m.axis, m.index), readSlice(state.reference, d, m.axis, m.index), id);
+    }
+    state.lastDice = { id, slice, volume: vol };
+    lines.push(`Dice vs reference: slice ${slice === null ? '–' : slice.toFixed(3)} · volume ${vol === null ? '–' : vol.toFixed(3)}`);
+  }
+  $('mask-info').textContent = lines.join('\n');
+  $('mask-info').dataset.dice = state.lastDice ? JSON.stringify(state.lastDice) : '';
+}
+
+async function refreshMemory() {
+  if (state.backend !== 'webgpu') return;
+  const m = await engine.call('memory');
+  if (m) state.memory = { reserved: m.reserved, inUse: m.in_use, peak: Math.max(state.memory?.peak || 0, m.reserved) };
+}
+
+function updateButtons() {
+  $('propagate').disabled = !(state.model && state.volume);
+  $('export').disabled = !state.volume;
+}
+
+// ---- tools, display, export ------------------------------------------------------------
+
+for (const b of document.querySelectorAll('.tool')) {
+  b.onclick = () => {
+    document.querySelectorAll('.tool').forEach((x) => x.classList.toggle('active', x === b));
+    viewer.tool = b.dataset.tool;
+  };
+}
+addEventListener('keydown', (e) => {
+  if (e.target.closest?.('input, select')) return;
+  if ((e.ctrlKey || e.metaKey) && e.key === 'z') { e.preventDefault(); edit(undo); }
+  else if (e.key === 'Escape') edit(clearSlice);
+  else if ('1234'.includes(e.key) && e.key.length === 1) document.querySelectorAll('.tool')[Number(e.key) - 1].click();
+});
+$('undo').onclick = () => edit(undo);
+$('clear').onclick = () => edit(clearSlice);
+$('propagate').onclick = () => edit(propagate);
+$('opacity').oninput = (e) => { viewer.opacity = e.target.value / 100; viewer.draw(); };
+$('window').oninput = (e) => { viewer.window = Number(e.target.value); viewer.draw(); };
+$('level').oninput = (e) => { viewer.level = Number(e.target.value); viewer.draw(); };
+$('reset-view').onclick = () => viewer.resetZoom();
+
+$('export').onclick = () => edit(async () => {
+  const convention = $('export-convention').value;
+  const r = await engine.call('exportLabels', { labels: state.labels.slice(), convention });
+  const base = (state.volume.name || 'image').replace(/\.nii(\.gz)?$/i, '');
+  downloadBytes(r.bytes, `${base}_brainsam_${convention}.nii.gz`);
+});
+
+function focus(axis, index) {
+  const key = `${axis}:${index}`;
+  if (!state.volume || !state.model || viewer.active.axis !== axis || key === state.focusKey) return;
+  state.focusKey = key;
+  engine.focus(axis, index, state.volume.dims[axis]);
+}
+
+// ---- files -------------------------------------------------------------------------------
+
+async function openImage(bytes, name) {
+  setBusy(`reading ${name}…`);
+  try {
+    const r = await engine.call('loadVolume', { bytes }, [bytes]);
+    state.volume = { dims: r.dims, spacing: r.spacing, name };
+    state.gray = r.gray;
+    state.labels = new Uint8Array(r.gray.length);
+    state.reference = null;
+    state.history = [];
+    state.prompt = viewer.prompt = null;
+    state.lastMask = null;
+    viewer.setVolume(r.dims, r.spacing, r.gray, state.labels);
+    const warn = r.warnings.length ? `\n${r.warnings.join('\n')}` : '';
+    $('image-info').textContent = `${name}\n${r.source_dims.join('×')} voxels, ${r.spacing.map((s) => s.toFixed(2)).join('×')} mm, ${r.axcodes} → shown as RAS${warn}`;
+    document.body.dataset.image = name;
+  } finally {
+    setBusy('');
+    updateButtons();
+    updateMaskInfo();
+  }
+}
+
+async function loadModel(args, label) {
+  $('model-info').textContent = `loading ${label}…`;
+  progress('model-progress', 0);
+  state.model = null;
+  updateButtons();
+  try {
+    const info = await engine.call('loadModel', args);
+    state.model = { ...info, label };
+    const w = info.warm;
+    state.warm = w;
+    const g = info.geometry;
+    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
+    state.focusKey = '';
+    await refreshMemory();
+    showTimings();
+  } catch (e) {
+    $('model-info').textContent = `no model loaded`;
+    throw e;
+  } finally {
+    progress('model-progress', null);
+    updateButtons();
+  }
+}
+
+const readFile = (f) => f.arrayBuffer();
+$('file-image').onchange = (e) => { const f = e.target.files[0]; if (f) edit(async () => openImage(await readFile(f), f.name)); e.target.value = ''; };
+$('file-model').onchange = (e) => {
+  const f = e.target.files[0];
+  if (f) edit(async () => { state.modelFile = await readFile(f); await loadModel({ bytes: state.modelFile.slice(0) }, f.name); notice(null); });
+  e.target.value = '';
+};
+$('file-adapter').onchange = (e) => {
+  const f = e.target.files[0];
+  e.target.value = '';
+  if (!f) return;
+  edit(async () => {
+    const base = state.modelFile ? { bytes: state.modelFile.slice(0) } : state.bundledUrl ? { url: state.bundledUrl } : null;
+    if (!base) throw new Error('Load a model before its adapter.');
+    await loadModel({ ...base, adapter: await readFile(f) }, `${state.model?.label ?? 'model'} + ${f.name}`);
+  });
+};
+$('file-reference').onchange = (e) => {
+  const f = e.target.files[0];
+  e.target.value = '';
+  if (!f) return;
+  edit(async () => {
+    if (!state.volume) throw new Error('Open the image before its reference labels.');
+    const r = await engine.call('reference', { bytes: await readFile(f) });
+    state.reference = r.labels;
+    updateMaskInfo();
+  });
+};
+
+addEventListener('dragover', (e) => { e.preventDefault(); $('drop').hidden = false; });
+addEventListener('dragleave', (e) => { if (!e.relatedTarget) $('drop').hidden = true; });
+addEventListener('drop', (e) => {
+  e.preventDefault();
+  $('drop').hidden = true;
+  const f = e.dataTransfer.files[0];
+  if (f) edit(async () => openImage(await readFile(f), f.name));
+});
+
+function notice(text) {
+  $('notice').hidden = !text;
+  $('notice').textContent = text || '';
+}
+
+// ---- start -------------------------------------------------------------------------------
+
+async function start() {
+  document.body.dataset.state = 'starting';
+  const build = await fetch('build.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+  const info = await engine.call('init', { backend: params.get('backend') || 'auto' });
+  state.backend = info.backend;
+  state.structures = info.structures.map((s) => ({ id: s.id, name: s.name, rgb: s.rgb }));
+  renderStructures();
+  $('backend').textContent = info.backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
+  $('backend').className = `badge ${info.backend === 'webgpu' ? 'gpu' : 'cpu'}`;
+  const notes = [];
+  if (info.backend !== 'webgpu') notes.push(`WebGPU is not available${info.reason ? ` (${info.reason})` : ''}: the model runs on the CPU in WebAssembly, which is much slower.`);
+  if (build.sample && params.get('sample') !== '0') {
+    await edit(async () => {
+      const res = await fetch(build.sample.url);
+      if (!res.ok) throw new Error(`sample image: HTTP ${res.status}`);
+      await openImage(await res.arrayBuffer(), build.sample.name);
+    });
+  }
+  if (build.model && params.get('model') !== '0') {
+    state.bundledUrl = build.model.url;
+    if (!build.model.trained) notes.push('The bundled model is not trained: its masks are meaningless. Load a trained model (Model → Other model…).');
+    await edit(() => loadModel({ url: build.model.url }, build.model.name));
+  } else {
+    notes.push('No trained model is bundled with this build: choose a SAM checkpoint (.safetensors or .pth) under Model → Other model… to segment.');
+    $('model-info').textContent = 'no model bundled';
+  }
+  notice(notes.join(' '));
+  document.body.dataset.state = 'ready';
+}
+
+start().catch((e) => { showError(e); document.body.dataset.state = 'failed'; });

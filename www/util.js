@@ -1,0 +1,68 @@
+// Label-volume helpers on Uint8Arrays laid out as the crate's volumes (x fastest), with
+// slices as in data::slicing: along `axis`, rows run over the higher other axis (v),
+// columns over the lower (u).
+
+import { PLANE_AXES } from './viewer.js';
+
+function planeLoop(dims, axis, index, f) {
+  const strides = [1, dims[0], dims[0] * dims[1]];
+  const [ua, va] = PLANE_AXES[axis];
+  const cols = dims[ua], rows = dims[va];
+  const base = index * strides[axis];
+  for (let v = 0, k = 0; v < rows; v++) {
+    for (let u = 0; u < cols; u++, k++) f(base + u * strides[ua] + v * strides[va], k);
+  }
+  return rows * cols;
+}
+
+export function readSlice(vol, dims, axis, index) {
+  const [ua, va] = PLANE_AXES[axis];
+  const out = new Uint8Array(dims[ua] * dims[va]);
+  planeLoop(dims, axis, index, (i, k) => { out[k] = vol[i]; });
+  return out;
+}
+
+/** With `id`, `plane` is a 0/1 mask for that label; with null, raw labels to copy. */
+export function writeSlice(vol, dims, axis, index, plane, id) {
+  planeLoop(dims, axis, index, (i, k) => {
+    if (id === null) vol[i] = plane[k];
+    else if (plane[k]) vol[i] = id;
+    else if (vol[i] === id) vol[i] = 0;
+  });
+}
+
+/** Label `id` becomes exactly the voxels set in `mask`. */
+export function replaceLabel(vol, mask, id) {
+  for (let i = 0; i < vol.length; i++) {
+    if (mask[i]) vol[i] = id;
+    else if (vol[i] === id) vol[i] = 0;
+  }
+}
+
+export function countLabel(vol, id) {
+  let n = 0;
+  for (let i = 0; i < vol.length; i++) n += vol[i] === id;
+  return n;
+}
+
+/** Dice of label `id` between two label arrays; null when both are empty. */
+export function dice(a, b, id) {
+  let na = 0, nb = 0, both = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] === id, y = b[i] === id;
+    na += x; nb += y; both += x && y;
+  }
+  return na + nb ? (2 * both) / (na + nb) : null;
+}
+
+export function downloadBytes(bytes, name) {
+  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/gzip' }));
+  const a = Object.assign(document.createElement('a'), { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+export const fmtMs = (ms) => (ms == null ? '–' : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
+export const fmtBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`);

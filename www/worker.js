@@ -1,0 +1,182 @@
+// The engine worker: owns the wasm module (model, volume, embedding cache) so that encoding
+// and propagation never block the page. Requests run one at a time; between them, slices
+// around the one the user looks at are encoded ahead.
+
+import init, { Engine, structures } from './pkg/brainsam.js';
+
+let engine = null;
+let hasModel = false;
+let hasVolume = false;
+let focus = null;
+let pending = 0;
+let queue = Promise.resolve();
+const AHEAD = 3; // slices encoded ahead on each side of the focus
+
+const emit = (event, detail) => postMessage({ event, detail });
+const now = () => performance.now();
+
+const handlers = {
+  async init({ backend = 'auto' }) {
+    await init();
+    let reason = null;
+    if (backend === 'auto') {
+      reason = await webgpuProblem();
+      if (reason) backend = 'cpu';
+    }
+    engine = await Engine.create(backend);
+    return { backend: engine.backend(), reason: reason ?? engine.fallback_reason(), structures: structures() };
+  },
+
+  async loadModel({ url, bytes, adapter }) {
+    if (url) bytes = await download(url);
+    emit('model-progress', { phase: 'loading' });
+    hasModel = false;
+    const info = engine.load_model(new Uint8Array(bytes), adapter ? new Uint8Array(adapter) : undefined);
+    emit('model-progress', { phase: 'warming' });
+    const warm = await engine.warm_up();
+    hasModel = true;
+    return { ...info, warm };
+  },
+
+  async loadVolume({ bytes }) {
+    // A file that fails to load leaves the previous volume in place.
+    const info = engine.load_volume(new Uint8Array(bytes));
+    const gray = engine.gray_volume();
+    hasVolume = true;
+    focus = null;
+    return transferable({ ...info, gray }, [gray.buffer]);
+  },
+
+  async encode({ axis, index }) {
+    const t = now();
+    await engine.encode(axis, index);
+    return { ms: now() - t };
+  },
+
+  async predict({ axis, index, points, box, maskInput }) {
+    const encodeMs = await ensureEncoded(axis, index);
+    const t = now();
+    const r = engine.predict(axis, index, new Float32Array(points.flat()), box ? new Float32Array(box) : undefined,
+      maskInput ? new Float32Array(maskInput) : undefined);
+    const out = await r;
+    const decodeMs = now() - t;
+    return transferable({ ...out, encodeMs, decodeMs }, [out.mask.buffer, out.logits.buffer]);
+  },
+
+  async propagate({ axis, index, seed }) {
+    const t = now();
+    const mask = await engine.propagate(axis, index, new Uint8Array(seed), (done, total) => emit('propagate-progress', { done, total }));
+    return transferable({ mask, ms: now() - t }, [mask.buffer]);
+  },
+
+  async exportLabels({ labels, convention }) {
+    const bytes = engine.export_labels(new Uint8Array(labels), convention);
+    return transferable({ bytes }, [bytes.buffer]);
+  },
+
+  async reference({ bytes }) {
+    const labels = engine.load_reference(new Uint8Array(bytes));
+    return transferable({ labels }, [labels.buffer]);
+  },
+
+  async memory() {
+    return engine.memory();
+  },
+};
+
+// Asked before wgpu is: a missing API or adapter is a normal case here, not an error.
+async function webgpuProblem() {
+  if (!navigator.gpu) return 'this browser has no WebGPU';
+  try {
+    if (!(await navigator.gpu.requestAdapter())) return 'no WebGPU adapter';
+  } catch (e) {
+    return `WebGPU adapter request failed: ${message(e)}`;
+  }
+  return null;
+}
+
+async function ensureEncoded(axis, index) {
+  if (engine.is_encoded(axis, index)) return null;
+  emit('encoding', { axis, index });
+  const t = now();
+  await engine.encode(axis, index);
+  const ms = now() - t;
+  emit('encoded', { axis, index, ms, ahead: false });
+  return ms;
+}
+
+async function download(url) {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`model ${url}: HTTP ${res.status}`);
+  const total = Number(res.headers.get('content-length')) || 0;
+  const reader = res.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    emit('model-progress', { phase: 'download', loaded, total });
+  }
+  const out = new Uint8Array(loaded);
+  let o = 0;
+  for (const c of chunks) { out.set(c, o); o += c.length; }
+  return out.buffer;
+}
+
+function transferable(result, transfer) {
+  return { result, transfer };
+}
+
+function run(id, op, args) {
+  pending++;
+  queue = queue
+    .then(async () => {
+      const h = handlers[op];
+      if (!h) throw new Error(`unknown operation ${op}`);
+      if (op !== 'init' && !engine) throw new Error('the engine is not initialised');
+      const r = await h(args);
+      if (r && r.transfer) postMessage({ id, ok: true, result: r.result }, r.transfer);
+      else postMessage({ id, ok: true, result: r });
+    })
+    .catch((e) => postMessage({ id, ok: false, error: message(e) }))
+    .finally(() => { pending--; setTimeout(encodeAhead, 0); });
+}
+
+// Errors from Rust arrive as JsError (an Error); anything else is shown as text.
+function message(e) {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+function encodeAhead() {
+  if (pending > 0 || !hasModel || !hasVolume || !focus || !engine) return;
+  const { axis, index } = focus;
+  let target = null;
+  for (let d = 0; d <= AHEAD && target === null; d++) {
+    for (const i of d ? [index + d, index - d] : [index]) {
+      if (i >= 0 && i < focus.size && !engine.is_encoded(axis, i)) { target = i; break; }
+    }
+  }
+  if (target === null) return;
+  pending++;
+  queue = queue
+    .then(async () => {
+      const t = now();
+      await engine.encode(axis, target);
+      emit('encoded', { axis, index: target, ms: now() - t, ahead: true });
+    })
+    .catch((e) => emit('warning', { message: `encoding ahead: ${message(e)}` }))
+    .finally(() => { pending--; setTimeout(encodeAhead, 0); });
+}
+
+self.onmessage = (e) => {
+  const { id, op, args } = e.data;
+  if (op === 'focus') {
+    focus = args;
+    setTimeout(encodeAhead, 0);
+    return;
+  }
+  run(id, op, args);
+};

@@ -98,6 +98,8 @@ fn main() {
         num_heads: 8,
         global_attn_indexes: vec![2, 5],
         image_size: 256,
+        patch_size: 16,
+        window_size: 14,
     };
     for &s in &sizes {
         for (name, g) in [

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod data;
 pub mod model;
+pub mod segment;
 #[cfg(feature = "train")]
 pub mod train;
 pub mod weights;

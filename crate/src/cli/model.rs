@@ -47,6 +47,12 @@ pub struct InitArgs {
     pub global_attn_indexes: Vec<usize>,
     #[arg(long, default_value_t = 256)]
     pub image_size: usize,
+    /// Patch side in pixels (Meta: 16); mask logits are 4 / patch of the input resolution.
+    #[arg(long, default_value_t = 16)]
+    pub patch_size: usize,
+    /// Attention window side in tokens (Meta: 14).
+    #[arg(long, default_value_t = 14)]
+    pub window_size: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]
@@ -123,6 +129,8 @@ pub fn init(a: &InitArgs) -> Res {
             num_heads: a.num_heads,
             global_attn_indexes: a.global_attn_indexes.clone(),
             image_size: a.image_size,
+            patch_size: a.patch_size,
+            window_size: a.window_size,
         },
     };
     g.validate()?;

@@ -6,7 +6,9 @@ use super::image_encoder::ImageEncoderConfig;
 use super::sam::SamConfig;
 use crate::weights::{StateDict, WeightsError};
 
-/// Free geometry of the image encoder (patch 16, window 14, prompt dim 256, SAM's decoder).
+/// Free geometry of the image encoder (prompt dim 256 and SAM's decoder are fixed).
+/// Meta's models use patch 16 and window 14; a smaller patch gives finer masks (the
+/// decoder's logits are 4 / patch of the input resolution), which small brain structures need.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Geometry {
     pub embed_dim: usize,
@@ -14,6 +16,18 @@ pub struct Geometry {
     pub num_heads: usize,
     pub global_attn_indexes: Vec<usize>,
     pub image_size: usize,
+    #[serde(default = "default_patch")]
+    pub patch_size: usize,
+    #[serde(default = "default_window")]
+    pub window_size: usize,
+}
+
+fn default_patch() -> usize {
+    16
+}
+
+fn default_window() -> usize {
+    14
 }
 
 impl Geometry {
@@ -30,6 +44,8 @@ impl Geometry {
             num_heads,
             global_attn_indexes,
             image_size: 1024,
+            patch_size: 16,
+            window_size: 14,
         })
     }
 
@@ -42,11 +58,17 @@ impl Geometry {
                 self.embed_dim, self.num_heads
             ));
         }
-        if self.image_size < 16 || self.image_size % 16 != 0 {
+        if self.patch_size == 0 || self.patch_size > 64 {
+            return bad(format!("patch_size {} is not in 1..=64", self.patch_size));
+        }
+        if self.image_size < self.patch_size || self.image_size % self.patch_size != 0 {
             return bad(format!(
-                "image_size {} is not a positive multiple of 16",
-                self.image_size
+                "image_size {} is not a positive multiple of the patch size {}",
+                self.image_size, self.patch_size
             ));
+        }
+        if self.window_size == 0 {
+            return bad("window_size must be positive".into());
         }
         if let Some(i) = self.global_attn_indexes.iter().find(|&&i| i >= self.depth) {
             return bad(format!(
@@ -64,7 +86,9 @@ impl Geometry {
                 .with_depth(self.depth)
                 .with_num_heads(self.num_heads)
                 .with_global_attn_indexes(self.global_attn_indexes.clone())
-                .with_img_size(self.image_size),
+                .with_img_size(self.image_size)
+                .with_patch_size(self.patch_size)
+                .with_window_size(self.window_size),
         )
     }
 
@@ -78,11 +102,11 @@ impl Geometry {
                 .ok_or_else(|| WeightsError::NotSam(format!("no tensor `{k}`")))
         };
         let patch = shape("image_encoder.patch_embed.proj.weight")?;
-        let embed_dim = match patch.as_slice() {
-            [e, 3, 16, 16] => *e,
+        let (embed_dim, patch_size) = match patch.as_slice() {
+            [e, 3, p, p2] if p == p2 => (*e, *p),
             other => {
                 return Err(WeightsError::NotSam(format!(
-                    "patch embedding has shape {other:?}, expected [embed_dim, 3, 16, 16]"
+                    "patch embedding has shape {other:?}, expected [embed_dim, 3, p, p]"
                 )))
             }
         };
@@ -105,6 +129,7 @@ impl Geometry {
         }
         let mut num_heads = 0;
         let mut global_attn_indexes = Vec::new();
+        let mut window_size = None;
         for i in 0..depth {
             let rel = shape(&format!("image_encoder.blocks.{i}.attn.rel_pos_h"))?;
             let (len, head_dim) = match rel.as_slice() {
@@ -116,9 +141,11 @@ impl Geometry {
                 }
             };
             num_heads = embed_dim / head_dim;
-            // Windowed blocks span 2*14-1 positions; global ones span the whole grid.
-            if len != 2 * 14 - 1 {
+            // Global blocks span the whole grid (2g - 1 positions); windowed ones 2w - 1.
+            if len == 2 * grid - 1 {
                 global_attn_indexes.push(i);
+            } else {
+                window_size = Some(len.div_ceil(2));
             }
         }
         let g = Self {
@@ -126,7 +153,9 @@ impl Geometry {
             depth,
             num_heads,
             global_attn_indexes,
-            image_size: grid * 16,
+            image_size: grid * patch_size,
+            patch_size,
+            window_size: window_size.unwrap_or(14),
         };
         g.validate()?;
         Ok(g)
@@ -174,7 +203,9 @@ mod tests {
                 depth: 3,
                 num_heads: 4,
                 global_attn_indexes: vec![1],
-                image_size: 256
+                image_size: 256,
+                patch_size: 16,
+                window_size: 14,
             }
         );
     }

@@ -97,6 +97,63 @@ impl UpConv2x2 {
     }
 }
 
+/// `Conv2d::forward` as one matmul, for the encoder's two kinds of convolution: patchify
+/// (stride = kernel, no padding) and "same" (stride 1, padding k/2). burn-ndarray's direct
+/// convolution is an order of magnitude slower than its matmul for these shapes, and the
+/// backward pass of slices and a matmul is cheap everywhere. Other shapes use `forward`.
+pub fn conv2d_matmul(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [o, c, kh, kw] = conv.weight.dims();
+    let [b, _, h, w] = x.dims();
+    let stride = conv.stride;
+    let w_t = conv.weight.val().reshape([o, c * kh * kw]).transpose();
+    let (cols, oh, ow) = if kh == kw && stride == [kh, kw] && h % kh == 0 && w % kw == 0 {
+        let (gh, gw) = (h / kh, w / kw);
+        let cols = x
+            .reshape([b, c, gh, kh, gw, kw])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b * gh * gw, c * kh * kw]);
+        (cols, gh, gw)
+    } else if kh == kw
+        && kh % 2 == 1
+        && stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && is_same(conv)
+    {
+        let p = kh / 2;
+        let padded = if p > 0 {
+            x.pad(
+                [(0, 0), (0, 0), (p, p), (p, p)],
+                burn::tensor::ops::PadMode::Constant(0.0),
+            )
+        } else {
+            x
+        };
+        let shifts: Vec<Tensor<4>> = (0..kh)
+            .flat_map(|dy| (0..kw).map(move |dx| (dy, dx)))
+            .map(|(dy, dx)| padded.clone().slice([0..b, 0..c, dy..dy + h, dx..dx + w]))
+            .collect();
+        let cols = Tensor::stack::<5>(shifts, 2) // [B, C, k*k, H, W]
+            .permute([0, 3, 4, 1, 2])
+            .reshape([b * h * w, c * kh * kw]);
+        (cols, h, w)
+    } else {
+        return conv.forward(x);
+    };
+    let y = cols.matmul(w_t).reshape([b, oh, ow, o]);
+    let y = match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, 1, 1, o]),
+        None => y,
+    };
+    y.permute([0, 3, 1, 2])
+}
+
+fn is_same(conv: &Conv2d) -> bool {
+    let [_, _, k, _] = conv.weight.dims();
+    matches!(conv.padding, burn::nn::PaddingConfig2d::Explicit(t, l, b, r)
+        if [t, l, b, r] == [k / 2; 4])
+        || matches!(conv.padding, burn::nn::PaddingConfig2d::Same)
+}
+
 impl NamedParams for UpConv2x2 {
     fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
         f(&format!("{prefix}.weight"), ParamRef::D4(&mut self.weight))?;
@@ -296,6 +353,35 @@ pub(crate) fn chunked_attention(
 #[cfg(all(test, feature = "ndarray"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conv_as_matmul_equals_burns_convolution() {
+        use burn::nn::conv::Conv2dConfig;
+        use burn::nn::PaddingConfig2d;
+        let device = crate::backend::cpu();
+        let x = Tensor::<4>::random(
+            [2, 5, 12, 12],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let convs = [
+            Conv2dConfig::new([5, 7], [4, 4])
+                .with_stride([4, 4])
+                .init(&device),
+            Conv2dConfig::new([5, 7], [1, 1]).init(&device),
+            Conv2dConfig::new([5, 7], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(&device),
+        ];
+        for conv in &convs {
+            let want = conv.forward(x.clone());
+            let got = conv2d_matmul(conv, x.clone());
+            assert_eq!(got.dims(), want.dims());
+            let err: f32 = (got - want).abs().max().into_scalar();
+            assert!(err < 1e-4, "max error {err}");
+        }
+    }
     use burn::nn::conv::ConvTranspose2dConfig;
     use burn::tensor::Distribution;
 

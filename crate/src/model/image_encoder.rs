@@ -8,7 +8,8 @@ use burn::prelude::*;
 use burn::tensor::ops::PadMode;
 
 use super::common::{
-    chunked_attention, Activation, LayerNorm2d, MlpBlock, NamedParams, ParamRef, Visitor,
+    chunked_attention, conv2d_matmul, Activation, LayerNorm2d, MlpBlock, NamedParams, ParamRef,
+    Visitor,
 };
 use super::lora::{AttentionLora, LoraConfig};
 use crate::weights::{HostTensor, WeightsError};
@@ -100,14 +101,14 @@ impl ImageEncoder {
     /// - input: `[B, 3, img_size, img_size]`, normalised and padded
     /// - output: `[B, out_chans, grid, grid]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.patch_embed.forward(x).permute([0, 2, 3, 1]); // [B, h, w, C]
+        let x = conv2d_matmul(&self.patch_embed, x).permute([0, 2, 3, 1]); // [B, h, w, C]
         let mut x = x + self.pos_embed.val();
         for block in &self.blocks {
             x = block.forward(x);
         }
         let x = x.permute([0, 3, 1, 2]);
-        let x = self.neck_ln1.forward(self.neck_conv1.forward(x));
-        self.neck_ln2.forward(self.neck_conv2.forward(x))
+        let x = self.neck_ln1.forward(conv2d_matmul(&self.neck_conv1, x));
+        self.neck_ln2.forward(conv2d_matmul(&self.neck_conv2, x))
     }
 }
 

@@ -178,6 +178,8 @@ mod tests {
             num_heads: 2,
             global_attn_indexes: vec![1],
             image_size: 64,
+            patch_size: 16,
+            window_size: 14,
         }
         .config()
     }

@@ -85,10 +85,17 @@ const handlers = {
 };
 
 // Asked before wgpu is: a missing API or adapter is a normal case here, not an error.
+// A software adapter (SwiftShader, on machines without a GPU) runs SAM far slower than
+// the CPU backend does, so "auto" takes the CPU then; ?backend=webgpu still forces it.
 async function webgpuProblem() {
   if (!navigator.gpu) return 'this browser has no WebGPU';
   try {
-    if (!(await navigator.gpu.requestAdapter())) return 'no WebGPU adapter';
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return 'no WebGPU adapter';
+    const info = adapter.info || {};
+    if (info.isFallbackAdapter || adapter.isFallbackAdapter || /swiftshader/i.test(`${info.architecture} ${info.description}`)) {
+      return 'only a software WebGPU adapter (SwiftShader), slower than the CPU backend';
+    }
   } catch (e) {
     return `WebGPU adapter request failed: ${message(e)}`;
   }

@@ -10,4 +10,7 @@ pub mod model;
 pub mod segment;
 #[cfg(feature = "train")]
 pub mod train;
+// The browser surface; its pure helpers also build natively for their tests.
+#[cfg(any(target_family = "wasm", test))]
+pub mod wasm;
 pub mod weights;

@@ -75,7 +75,8 @@ describe('brainsam in Chromium on WebGPU', () => {
     synth = synthVolume();
     ({ server, origin } = await startServer());
     browser = await launch({ webgpu: true });
-    ({ page, log } = await openPage(browser, `${origin}/`));
+    // Forced: "auto" prefers the CPU over a software adapter such as SwiftShader.
+    ({ page, log } = await openPage(browser, `${origin}/?backend=webgpu`));
   });
 
   after(async () => {
@@ -151,7 +152,9 @@ describe('brainsam in Chromium on WebGPU', () => {
     const offsets = [[1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [-1, -1], [1, -1], [-1, 1], [0, 0]];
     for (const [i, [dx, dy]] of offsets.entries()) {
       const at = await clientOf(2, t.u + dx, t.v + dy);
-      await page.mouse.click(at.x, at.y, { modifiers: i === 4 ? ['Shift'] : [] });
+      if (i === 4) await page.keyboard.down('Shift');
+      await page.mouse.click(at.x, at.y);
+      if (i === 4) await page.keyboard.up('Shift');
       await settle(page);
     }
     const s = await page.evaluate(() => ({ ms: window.brainsam.state.decodeMs, points: window.brainsam.state.prompt.points }));

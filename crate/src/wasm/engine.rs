@@ -1,0 +1,474 @@
+//! The exported engine: a device, a model and one image session.
+//!
+//! Async methods take the model and session out of the engine for the duration of the
+//! call and put them back after, so no borrow is held across an `await`; a call made
+//! while another is running is refused with "busy" instead of panicking.
+
+use std::cell::RefCell;
+
+use burn::prelude::Device;
+use wasm_bindgen::prelude::*;
+
+use super::convert::{bytes, err, floats, now_ms, object, to_js};
+use super::labels::{reference_to_common, ExportConvention};
+use crate::data::orient::axcodes;
+use crate::data::slicing::plane_axes;
+use crate::data::volume::{label_out_type, read_image, read_labels, write_labels};
+use crate::data::Volume;
+use crate::model::checkpoint::{load_checkpoint, load_lora};
+use crate::model::lora::{LoraConfig, LoraTarget};
+use crate::model::Sam;
+use crate::segment::{Session, SliceMask, SlicePrompt};
+use crate::weights::StateDict;
+
+struct Model {
+    sam: Sam,
+}
+
+#[derive(Default)]
+struct State {
+    model: Option<Model>,
+    session: Option<Session>,
+}
+
+/// The segmentation engine behind the page (one per worker).
+#[wasm_bindgen]
+pub struct Engine {
+    device: Device,
+    backend: &'static str,
+    fallback_reason: Option<String>,
+    state: RefCell<State>,
+}
+
+const BUSY: &str = "the engine is busy with another request";
+
+#[wasm_bindgen]
+impl Engine {
+    /// `backend`: "webgpu", "cpu", or "auto" (WebGPU, else the CPU with a reason).
+    pub async fn create(backend: String) -> Result<Engine, JsError> {
+        let (device, name, reason) = match backend.as_str() {
+            "cpu" => (cpu()?, "cpu", Some("the CPU was requested".to_string())),
+            "webgpu" => (gpu().await.map_err(|e| JsError::new(&e))?, "webgpu", None),
+            "auto" => match gpu().await {
+                Ok(d) => (d, "webgpu", None),
+                Err(e) => (cpu()?, "cpu", Some(e)),
+            },
+            other => return Err(JsError::new(&format!("unknown backend `{other}`"))),
+        };
+        Ok(Engine {
+            device,
+            backend: name,
+            fallback_reason: reason,
+            state: RefCell::new(State::default()),
+        })
+    }
+
+    /// "webgpu" or "cpu".
+    pub fn backend(&self) -> String {
+        self.backend.to_string()
+    }
+
+    /// Why the CPU runs instead of WebGPU, if it does.
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.fallback_reason.clone()
+    }
+
+    /// Loads a `.safetensors` / `.pth` SAM checkpoint (geometry read off its shapes) and
+    /// an optional LoRA adapter. Replaces the current model; cached embeddings are dropped.
+    pub fn load_model(&self, weights: &[u8], adapter: Option<Vec<u8>>) -> Result<JsValue, JsError> {
+        let (mut sam, geometry) =
+            load_checkpoint(weights, &self.device).map_err(|e| err("model", e))?;
+        let mut lora = None;
+        if let Some(a) = adapter {
+            let sd = StateDict::from_bytes(&a).map_err(|e| err("adapter", e))?;
+            let config = lora_config(&sd).map_err(|e| err("adapter", e))?;
+            load_lora(&mut sam, &config, sd, &self.device).map_err(|e| err("adapter", e))?;
+            lora = Some(config);
+        }
+        let parameters: usize = sam.param_counts().iter().map(|(_, n)| n).sum();
+        let mut st = self
+            .state
+            .try_borrow_mut()
+            .map_err(|_| JsError::new(BUSY))?;
+        if let Some(s) = st.session.as_mut() {
+            s.clear_cache();
+        }
+        st.model = Some(Model { sam });
+        to_js(&serde_json::json!({
+            "geometry": geometry,
+            "parameters": parameters,
+            "adapter": lora.map(|c| serde_json::json!({"rank": c.rank, "alpha": c.alpha})),
+        }))
+    }
+
+    /// Runs the encoder and the decoder on a synthetic slice so that GPU kernels are
+    /// compiled and tuned before the first real click. Times of each run, in ms.
+    pub async fn warm_up(&self) -> Result<JsValue, JsError> {
+        let model = self.take_model()?;
+        let r = warm_up(&model.sam, &self.device).await;
+        self.put_model(model);
+        let (encode, decode) = r?;
+        to_js(&serde_json::json!({"encode_ms": encode, "decode_ms": decode}))
+    }
+
+    /// Reads a NIfTI image (`.nii` or `.nii.gz` bytes) and makes it the current image.
+    /// The previous image stays if this one cannot be read.
+    pub fn load_volume(&self, data: &[u8]) -> Result<JsValue, JsError> {
+        let loaded = read_image(data).map_err(|e| err("image", e))?;
+        let source_dims = loaded.volume.dims;
+        let codes = axcodes(&loaded.volume.affine);
+        let session =
+            Session::new(&loaded.volume, self.device.clone()).map_err(|e| err("image", e))?;
+        let info = serde_json::json!({
+            "dims": session.dims(),
+            "spacing": session.canonical_image().spacing(),
+            "source_dims": source_dims,
+            "axcodes": codes,
+            "warnings": loaded.warnings,
+        });
+        let mut st = self
+            .state
+            .try_borrow_mut()
+            .map_err(|_| JsError::new(BUSY))?;
+        st.session = Some(session);
+        to_js(&info)
+    }
+
+    /// The image as the model sees it, canonical order (x fastest), one byte per voxel.
+    pub fn gray_volume(&self) -> Result<Vec<u8>, JsError> {
+        let st = self.state.try_borrow().map_err(|_| JsError::new(BUSY))?;
+        let s = st.session.as_ref().ok_or_else(no_image)?;
+        let [nx, ny, nz] = s.dims();
+        let mut out = Vec::with_capacity(nx * ny * nz);
+        // Axial planes are whole z-layers in x-fastest order.
+        for z in 0..nz {
+            let p = s.slice_gray(2, z).map_err(|e| err("slice", e))?;
+            out.extend_from_slice(&p.data);
+        }
+        Ok(out)
+    }
+
+    pub fn is_encoded(&self, axis: usize, index: usize) -> bool {
+        self.state
+            .try_borrow()
+            .ok()
+            .and_then(|st| st.session.as_ref().map(|s| s.is_encoded(axis, index)))
+            .unwrap_or(false)
+    }
+
+    /// Computes (and caches) the image embedding of one slice.
+    pub async fn encode(&self, axis: usize, index: usize) -> Result<(), JsError> {
+        let (model, mut session) = self.take_both()?;
+        let r = session.encode(&model.sam, axis, index).await;
+        self.put_both(model, session);
+        r.map_err(|e| err("encoding", e))?;
+        // Encoding only queues GPU work; wait for it so that times mean something.
+        sync(&self.device).await
+    }
+
+    /// Mask for a prompt on slice (`axis`, `index`): `points` flat `[u, v, label]*`
+    /// (label 1 inside, 0 outside), `bbox` `[u0, v0, u1, v1]` inclusive, `mask_input` the
+    /// `logits` of an earlier prediction on the same slice. Returns
+    /// `{mask: Uint8Array (rows×cols, 1 inside), rows, cols, iou, logits: Float32Array}`.
+    pub async fn predict(
+        &self,
+        axis: usize,
+        index: usize,
+        points: Vec<f32>,
+        bbox: Option<Vec<f32>>,
+        mask_input: Option<Vec<f32>>,
+    ) -> Result<JsValue, JsError> {
+        let prompt = slice_prompt(&points, bbox.as_deref(), mask_input)?;
+        let (model, mut session) = self.take_both()?;
+        let r = session.predict(&model.sam, axis, index, &prompt).await;
+        self.put_both(model, session);
+        let m = r.map_err(|e| err("prediction", e))?;
+        object(&[
+            ("mask", bytes(&m.data)),
+            ("rows", m.rows.into()),
+            ("cols", m.cols.into()),
+            ("iou", m.iou.into()),
+            ("logits", floats(&m.low_res_logits)),
+        ])
+    }
+
+    /// Extends a slice mask (`seed`, rows×cols of slice (`axis`, `index`)) through the
+    /// volume slice by slice. `progress(done, total)` is called after each slice. Returns
+    /// the 3-D mask in canonical order (x fastest), 1 inside.
+    pub async fn propagate(
+        &self,
+        axis: usize,
+        index: usize,
+        seed: Vec<u8>,
+        progress: js_sys::Function,
+    ) -> Result<Vec<u8>, JsError> {
+        let (model, mut session) = self.take_both()?;
+        let r = propagate(&mut session, &model.sam, axis, index, seed, &progress).await;
+        self.put_both(model, session);
+        r
+    }
+
+    /// The page's label volume (canonical order, `u8` ids) as `.nii.gz` bytes in the
+    /// source image's voxel order and affine. `convention`: "freesurfer" or "common".
+    pub fn export_labels(&self, labels: &[u8], convention: &str) -> Result<Vec<u8>, JsError> {
+        let conv = ExportConvention::parse(convention).map_err(|e| JsError::new(&e))?;
+        let st = self.state.try_borrow().map_err(|_| JsError::new(BUSY))?;
+        let s = st.session.as_ref().ok_or_else(no_image)?;
+        let values: Vec<i32> = labels.iter().map(|&v| conv.value(v)).collect();
+        let vol = s.to_source(values).map_err(|e| err("export", e))?;
+        write_labels(&vol, label_out_type(&vol), true).map_err(|e| err("export", e))
+    }
+
+    /// A reference label map of the current image (FreeSurfer values, same grid) as
+    /// canonical common ids, for scoring masks in the page.
+    pub fn load_reference(&self, data: &[u8]) -> Result<Vec<u8>, JsError> {
+        let loaded = read_labels(data).map_err(|e| err("reference labels", e))?;
+        let st = self.state.try_borrow().map_err(|_| JsError::new(BUSY))?;
+        let s = st.session.as_ref().ok_or_else(no_image)?;
+        let o = s.orientation();
+        if loaded.volume.dims != o.src_dims {
+            return Err(JsError::new(&format!(
+                "reference labels: dims {:?} differ from the image's {:?}",
+                loaded.volume.dims, o.src_dims
+            )));
+        }
+        let canonical = o
+            .to_canonical(&loaded.volume)
+            .map_err(|e| err("reference labels", e))?;
+        let image = s.canonical_image().affine;
+        let same =
+            (0..3).all(|i| (0..4).all(|j| (canonical.affine[i][j] - image[i][j]).abs() < 1e-3));
+        if !same {
+            return Err(JsError::new(
+                "reference labels: their affine differs from the image's (not the same grid)",
+            ));
+        }
+        Ok(reference_to_common(&canonical))
+    }
+
+    /// GPU memory held by burn's allocator: `{reserved, in_use}` bytes, or null.
+    pub fn memory(&self) -> Result<JsValue, JsError> {
+        match self.device.memory_pool_usage() {
+            Some(u) => to_js(&serde_json::json!({
+                "reserved": u.bytes_reserved, "in_use": u.bytes_in_use
+            })),
+            None => Ok(JsValue::NULL),
+        }
+    }
+}
+
+impl Engine {
+    fn take_model(&self) -> Result<Model, JsError> {
+        let mut st = self
+            .state
+            .try_borrow_mut()
+            .map_err(|_| JsError::new(BUSY))?;
+        st.model
+            .take()
+            .ok_or_else(|| JsError::new("no model is loaded"))
+    }
+
+    fn put_model(&self, m: Model) {
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            st.model = Some(m);
+        }
+    }
+
+    fn take_both(&self) -> Result<(Model, Session), JsError> {
+        let mut st = self
+            .state
+            .try_borrow_mut()
+            .map_err(|_| JsError::new(BUSY))?;
+        if st.session.is_none() {
+            return Err(no_image());
+        }
+        let model = st
+            .model
+            .take()
+            .ok_or_else(|| JsError::new("no model is loaded"))?;
+        let session = st.session.take().ok_or_else(no_image)?;
+        Ok((model, session))
+    }
+
+    fn put_both(&self, model: Model, session: Session) {
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            st.model = Some(model);
+            // A new image loaded meanwhile wins over the one this call used.
+            st.session.get_or_insert(session);
+        }
+    }
+}
+
+fn no_image() -> JsError {
+    JsError::new("no image is loaded")
+}
+
+fn cpu() -> Result<Device, JsError> {
+    #[cfg(feature = "ndarray")]
+    return Ok(crate::backend::cpu());
+    #[cfg(not(feature = "ndarray"))]
+    Err(JsError::new("this build has no CPU backend"))
+}
+
+async fn gpu() -> Result<Device, String> {
+    #[cfg(feature = "wgpu")]
+    return crate::backend::gpu()
+        .await
+        .map_err(|e| format!("WebGPU: {e}"));
+    #[cfg(not(feature = "wgpu"))]
+    Err("this build has no WebGPU backend".to_string())
+}
+
+/// Waits for the device's queued work: a one-value readback is ordered after it.
+async fn sync(device: &Device) -> Result<(), JsError> {
+    use burn::tensor::{Tensor, TensorData};
+    let t = Tensor::<1>::from_data(TensorData::new(vec![0.0f32], [1]), device).add_scalar(1.0);
+    t.into_data_async()
+        .await
+        .map(|_| ())
+        .map_err(|e| JsError::new(&format!("waiting for the device: {e:?}")))
+}
+
+fn slice_prompt(
+    points: &[f32],
+    bbox: Option<&[f32]>,
+    mask_input: Option<Vec<f32>>,
+) -> Result<SlicePrompt, JsError> {
+    if points.len() % 3 != 0 {
+        return Err(JsError::new("points must be [u, v, label] triples"));
+    }
+    let bbox = match bbox {
+        None => None,
+        Some(&[u0, v0, u1, v1]) => Some([u0, v0, u1, v1]),
+        Some(b) => {
+            return Err(JsError::new(&format!(
+                "a box has 4 numbers, got {}",
+                b.len()
+            )))
+        }
+    };
+    Ok(SlicePrompt {
+        points: points.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect(),
+        bbox,
+        mask_input,
+    })
+}
+
+/// Rank and targets from the adapter's tensor names and shapes
+/// (`image_encoder.blocks.{i}.attn.lora_{q,k,v,proj}.a` is `[in, rank]`); alpha = rank.
+fn lora_config(sd: &StateDict) -> Result<LoraConfig, String> {
+    let mut rank = None;
+    let mut targets = Vec::new();
+    for (name, t) in [
+        ("q", LoraTarget::Q),
+        ("k", LoraTarget::K),
+        ("v", LoraTarget::V),
+        ("proj", LoraTarget::Proj),
+    ] {
+        if let Some(shape) = sd.shape(&format!("image_encoder.blocks.0.attn.lora_{name}.a")) {
+            match (shape, rank) {
+                ([_, r], None) => rank = Some(*r),
+                ([_, r], Some(prev)) if *r == prev => {}
+                _ => return Err(format!("lora_{name}.a has shape {shape:?}")),
+            }
+            targets.push(t);
+        }
+    }
+    let rank = rank.ok_or("no LoRA tensors (image_encoder.blocks.0.attn.lora_*.a) found")?;
+    Ok(LoraConfig::new()
+        .with_rank(rank)
+        .with_alpha(rank as f64)
+        .with_targets(targets))
+}
+
+async fn warm_up(sam: &Sam, device: &Device) -> Result<(Vec<f64>, Vec<f64>), JsError> {
+    // A bright disc on a ramp: something for the decoder to find.
+    let n = 64;
+    let mut data = Vec::with_capacity(n * n * 3);
+    for z in 0..3 {
+        for y in 0..n {
+            for x in 0..n {
+                let r2 = (x as f32 - 32.0).powi(2) + (y as f32 - 32.0).powi(2);
+                data.push(if r2 < 100.0 {
+                    200.0
+                } else {
+                    (x + y + z) as f32
+                });
+            }
+        }
+    }
+    let affine = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let vol = Volume::new([n, n, 3], data, affine).map_err(|e| err("warm-up", e))?;
+    let mut s = Session::new(&vol, device.clone()).map_err(|e| err("warm-up", e))?;
+    let (mut enc, mut dec) = (Vec::new(), Vec::new());
+    for index in 0..2 {
+        let t = now_ms();
+        s.encode(sam, 2, index)
+            .await
+            .map_err(|e| err("warm-up", e))?;
+        sync(device).await?;
+        enc.push(now_ms() - t);
+    }
+    // Each prompt size is its own kernel shape: one, two and three points, a box.
+    let prompts = [
+        (vec![[32.0, 32.0, 1.0]], None),
+        (vec![[32.0, 32.0, 1.0], [5.0, 5.0, 0.0]], None),
+        (
+            vec![[32.0, 32.0, 1.0], [5.0, 5.0, 0.0], [33.0, 30.0, 1.0]],
+            None,
+        ),
+        (vec![], Some([20.0, 20.0, 44.0, 44.0])),
+        (vec![[32.0, 32.0, 1.0]], None),
+    ];
+    for (points, bbox) in prompts {
+        let p = SlicePrompt {
+            points,
+            bbox,
+            mask_input: None,
+        };
+        let t = now_ms();
+        s.predict(sam, 2, 0, &p)
+            .await
+            .map_err(|e| err("warm-up", e))?;
+        dec.push(now_ms() - t);
+    }
+    Ok((enc, dec))
+}
+
+async fn propagate(
+    session: &mut Session,
+    sam: &Sam,
+    axis: usize,
+    index: usize,
+    seed: Vec<u8>,
+    progress: &js_sys::Function,
+) -> Result<Vec<u8>, JsError> {
+    let (ua, va) = plane_axes(axis).map_err(|e| err("3D", e))?;
+    let dims = session.dims();
+    let (rows, cols) = (dims[va], dims[ua]);
+    if seed.len() != rows * cols {
+        return Err(JsError::new(&format!(
+            "seed mask has {} values, slice {axis} is {rows}×{cols}",
+            seed.len()
+        )));
+    }
+    let seed = SliceMask {
+        rows,
+        cols,
+        data: seed,
+        iou: 1.0,
+        low_res_logits: Vec::new(),
+    };
+    let mut report = |done: usize, total: usize| {
+        let _ = progress.call2(&JsValue::NULL, &done.into(), &total.into());
+    };
+    session
+        .propagate(sam, axis, index, &seed, &mut report)
+        .await
+        .map_err(|e| err("3D", e))
+}

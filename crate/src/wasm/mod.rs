@@ -1,0 +1,40 @@
+//! The browser surface: one [`Engine`] (device, model, image session) exported with
+//! wasm-bindgen, used by `www/worker.js`.
+//!
+//! This layer only validates and converts: the segmentation logic lives in
+//! [`crate::segment`] and [`crate::data`], which are tested natively. Every error reaches
+//! JavaScript as an `Error` with a readable message; GPU results are read back
+//! asynchronously only (a browser cannot block on the GPU).
+
+#[cfg(target_family = "wasm")]
+mod convert;
+#[cfg(target_family = "wasm")]
+mod engine;
+pub mod labels;
+
+#[cfg(target_family = "wasm")]
+pub use engine::Engine;
+#[cfg(target_family = "wasm")]
+use wasm_bindgen::prelude::*;
+
+/// Shows Rust panic messages in the console instead of a bare "unreachable".
+#[cfg(target_family = "wasm")]
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The 16 subcortical structures: `[{id, name, rgb, freesurfer}]`.
+#[cfg(target_family = "wasm")]
+#[wasm_bindgen]
+pub fn structures() -> Result<JsValue, JsError> {
+    let list: Vec<_> = crate::data::SUBCORTICAL
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id, "name": s.name, "rgb": s.rgb, "freesurfer": s.freesurfer
+            })
+        })
+        .collect();
+    convert::to_js(&list)
+}

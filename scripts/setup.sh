@@ -25,3 +25,6 @@ if ! "$VENV/bin/python" -c "import torch, segment_anything, nibabel, safetensors
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -r tests/requirements.txt
 fi
+
+# The browser app: npm packages, wasm-bindgen CLI, Chromium for its tests.
+scripts/setup_web.sh --browser

@@ -16,4 +16,6 @@ cargo test -p brainsam --features wgpu --lib --bins
 # Parity prints its measured errors and timings per fixture.
 cargo test -p brainsam --features wgpu --test parity_ndarray --test parity_wgpu -- --nocapture
 cargo build -p brainsam --lib --target wasm32-unknown-unknown --no-default-features --features wgpu
+# The browser app in headless Chromium (WebGPU on SwiftShader, CPU fallback).
+scripts/test_e2e.sh
 echo "all tests passed"

@@ -26,6 +26,13 @@ enum Command {
     Synth(cli::synth::SynthArgs),
     /// Dice, IoU, 95 % Hausdorff and volume difference per structure.
     Metrics(cli::metrics::MetricsArgs),
+    /// Train LoRA adapters (or every weight) on label maps with synthetic contrasts.
+    #[cfg(feature = "train")]
+    Train(Box<cli::train::TrainArgs>),
+    /// 3-D Dice of prompted segmentation on held-out subjects; last line `mean_dice=…`.
+    Evaluate(cli::evaluate::EvaluateArgs),
+    /// Segment a NIfTI volume from a prompt file (default: the bundled model).
+    Segment(cli::segment::SegmentArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +43,10 @@ fn main() -> ExitCode {
         Command::Init(a) => cli::model::init(a),
         Command::Synth(a) => cli::synth::run(a),
         Command::Metrics(a) => cli::metrics::run(a),
+        #[cfg(feature = "train")]
+        Command::Train(a) => cli::train::run(a),
+        Command::Evaluate(a) => cli::evaluate::run(a),
+        Command::Segment(a) => cli::segment::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,10 @@
 //! Subcommands of the `brainsam` binary; each file holds its arguments and its `run`.
 
+pub mod common;
+pub mod evaluate;
 pub mod metrics;
 pub mod model;
+pub mod segment;
 pub mod synth;
+#[cfg(feature = "train")]
+pub mod train;

@@ -44,7 +44,7 @@ pub fn load_lora(
 }
 
 /// Replaces one parameter by the checkpoint's tensor of the same key.
-fn load_param(
+pub(crate) fn load_param(
     sd: &mut StateDict,
     key: &str,
     p: ParamRef<'_>,
@@ -97,17 +97,17 @@ pub fn load_checkpoint(bytes: &[u8], device: &Device) -> Result<(Sam, Geometry),
 /// Every parameter of `sam` under its checkpoint key, in PyTorch layout.
 pub async fn state_dict(sam: &Sam) -> Result<StateDict, WeightsError> {
     let mut sam = sam.clone();
-    collect(|f| sam.visit_named("", f)).await
+    collect_named(|f| sam.visit_named("", f)).await
 }
 
 /// The adapter tensors of `sam`'s encoder (empty when it has none).
 pub async fn lora_state_dict(sam: &Sam) -> Result<StateDict, WeightsError> {
     let mut encoder = sam.image_encoder.clone();
-    collect(|f| encoder.visit_lora("image_encoder", f)).await
+    collect_named(|f| encoder.visit_lora("image_encoder", f)).await
 }
 
 /// Reads back every parameter a traversal names.
-async fn collect(
+pub(crate) async fn collect_named(
     traverse: impl FnOnce(&mut Visitor<'_>) -> Result<(), WeightsError>,
 ) -> Result<StateDict, WeightsError> {
     let mut pending: Vec<(String, Vec<usize>, Tensor<1>)> = Vec::new();

@@ -122,6 +122,10 @@ impl ImageEncoder {
         }
     }
 
+    pub fn has_lora(&self) -> bool {
+        self.blocks.iter().any(|b| b.attn.lora.is_some())
+    }
+
     pub fn merge_lora(&mut self) {
         self.blocks.iter_mut().for_each(|b| b.attn.merge_lora());
     }

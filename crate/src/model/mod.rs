@@ -4,6 +4,7 @@
 //! the CPU, wgpu natively or WebGPU in a browser). Weights load by the official checkpoint
 //! key names, so `sam_vit_b_01ec64.pth` loads unchanged.
 
+pub mod adapter;
 pub mod build;
 pub mod checkpoint;
 pub mod common;

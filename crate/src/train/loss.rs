@@ -1,10 +1,10 @@
-//! Segmentation losses on mask logits.
+//! Segmentation losses on mask logits, and the IoU head's regression target.
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, sigmoid};
 
-/// `w · Dice + (1 - w) · BCE` on logits `[B, M, H, W]` against {0, 1} targets (the paper's
-/// 0.8 / 0.2). Dice is soft, per mask, averaged; BCE is averaged over pixels.
+/// `w · Dice + (1 - w) · BCE` on logits `[B, M, H, W]` against targets in [0, 1] (the
+/// paper's 0.8 / 0.2). Dice is soft, per mask, averaged; BCE is averaged over pixels.
 pub fn dice_bce(logits: Tensor<4>, targets: Tensor<4>, dice_weight: f64) -> Tensor<1> {
     let [b, m, h, w] = logits.dims();
     let p = sigmoid(logits.clone()).reshape([b * m, h * w]);
@@ -17,6 +17,22 @@ pub fn dice_bce(logits: Tensor<4>, targets: Tensor<4>, dice_weight: f64) -> Tens
     .neg()
     .mean();
     dice_loss * dice_weight + bce * (1.0 - dice_weight)
+}
+
+/// Mean squared error of the IoU head `[B, M]` against the IoU its masks actually reach
+/// (thresholded at 0, as at inference; no gradient flows into the masks from here).
+pub fn iou_mse(logits: Tensor<4>, iou_pred: Tensor<2>, targets: Tensor<4>) -> Tensor<1> {
+    let [b, m, h, w] = logits.dims();
+    let pred = logits
+        .detach()
+        .greater_elem(0.0)
+        .float()
+        .reshape([b * m, h * w]);
+    let t = targets.greater_elem(0.5).float().reshape([b * m, h * w]);
+    let inter = (pred.clone() * t.clone()).sum_dim(1);
+    let union = (pred + t).sum_dim(1) - inter.clone();
+    let iou = (inter / union.clamp_min(1.0)).reshape([b, m]);
+    (iou_pred - iou).powi_scalar(2).mean()
 }
 
 #[cfg(all(test, feature = "ndarray"))]
@@ -36,5 +52,25 @@ mod tests {
         let lb: f32 = dice_bce(bad, t, 0.8).into_scalar();
         assert!(lg < 1e-3, "{lg}");
         assert!(lb > 0.8, "{lb}");
+    }
+
+    #[test]
+    fn iou_target_is_the_thresholded_masks_iou() {
+        let device = crate::backend::cpu();
+        let t = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 1.0, 0.0, 0.0], [1, 1, 2, 2]),
+            &device,
+        );
+        // Prediction covers pixels 0 and 2: IoU 1/3.
+        let logits = Tensor::<4>::from_data(
+            TensorData::new(vec![5.0f32, -5.0, 5.0, -5.0], [1, 1, 2, 2]),
+            &device,
+        );
+        let exact = Tensor::<2>::from_data(TensorData::new(vec![1.0f32 / 3.0], [1, 1]), &device);
+        let off = Tensor::<2>::from_data(TensorData::new(vec![1.0f32], [1, 1]), &device);
+        let l0: f32 = iou_mse(logits.clone(), exact, t.clone()).into_scalar();
+        let l1: f32 = iou_mse(logits, off, t).into_scalar();
+        assert!(l0 < 1e-10, "{l0}");
+        assert!((l1 - 4.0 / 9.0).abs() < 1e-6, "{l1}");
     }
 }

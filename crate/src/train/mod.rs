@@ -1,14 +1,49 @@
 //! Fine-tuning, apart from the model: losses and the optimisation step of the paper's
 //! recipe (frozen image encoder, LoRA adapters, prompt encoder and mask decoder trained).
 
+pub mod batch;
+pub mod checkpoint;
 pub mod loss;
+pub mod plot;
+pub mod sampler;
+pub mod schedule;
+pub mod trainer;
 
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use crate::model::lora::LoraConfig;
 use crate::model::Sam;
+
+/// Why training could not run or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Config(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightsError),
+    #[error(transparent)]
+    Predict(#[from] crate::model::PredictError),
+}
+
+impl TrainError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
 
 /// Freezes the image encoder's base weights and adds fresh adapters; the prompt encoder
 /// and mask decoder stay trainable.
@@ -18,28 +53,70 @@ pub fn prepare_lora(mut sam: Sam, config: &LoraConfig, device: &Device) -> Sam {
     sam
 }
 
-/// One batch: images `[B, 3, S, S]` (normalised, padded), one box per image `[B, 4]` in
-/// model-input pixels, target masks `[B, 1, 4E, 4E]` in {0, 1}.
+/// One slice and the prompts on it: image `[1, 3, S, S]` (normalised, padded), per
+/// prompted structure a box `[K, 4]` or points `[K, P, 2]` + labels `[K, P]` in model-input
+/// pixels, and its target `[K, 1, L, L]` in [0, 1] on the decoder's logit grid.
+#[derive(Clone)]
 pub struct Batch {
     pub images: Tensor<4>,
-    pub boxes: Tensor<2>,
+    pub boxes: Option<Tensor<2>>,
+    pub points: Option<(Tensor<3>, Tensor<2>)>,
     pub targets: Tensor<4>,
 }
 
-/// Forward, loss, backward and one optimiser step; returns the updated model and the loss.
+/// Loss weights of the recipe.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct LossWeights {
+    /// Dice share of the mask loss (the paper: 0.8 Dice + 0.2 cross-entropy).
+    pub dice: f64,
+    /// Weight of the IoU head's regression (SAM trains it alongside the masks).
+    pub iou: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self {
+            dice: 0.8,
+            iou: 1.0,
+        }
+    }
+}
+
+/// Forward pass and loss of one batch; the mask loss alone is returned second (for logs).
+pub fn forward_loss(sam: &Sam, batch: &Batch, w: LossWeights) -> (Tensor<1>, Tensor<1>) {
+    let embedding = sam.embed(batch.images.clone());
+    let (logits, iou) = sam.decode(
+        embedding,
+        batch.points.clone(),
+        batch.boxes.clone(),
+        None,
+        false,
+    );
+    let mask = loss::dice_bce(logits.clone(), batch.targets.clone(), w.dice);
+    let total = mask.clone() + loss::iou_mse(logits, iou, batch.targets.clone()) * w.iou;
+    (total, mask)
+}
+
+/// Accumulates gradients over `batches` (gradient accumulation), then takes one optimiser
+/// step; returns the updated model and the mean mask loss.
 pub fn step(
     sam: Sam,
     optim: &mut ModuleOptimizer,
-    batch: &Batch,
+    batches: &[Batch],
     lr: f64,
-    dice_weight: f64,
+    w: LossWeights,
 ) -> (Sam, f32) {
-    let embedding = sam.embed(batch.images.clone());
-    let (logits, _) = sam.decode(embedding, None, Some(batch.boxes.clone()), None, false);
-    let loss = loss::dice_bce(logits, batch.targets.clone(), dice_weight);
-    let value = loss.clone().into_scalar();
-    let grads = GradientsParams::from_grads(loss.backward(), &sam);
-    (optim.step(lr, sam, grads), value)
+    let mut acc = GradientsAccumulator::<Sam>::new();
+    let mut sum = 0.0;
+    let n = batches.len().max(1) as f64;
+    for batch in batches {
+        let (total, mask) = forward_loss(&sam, batch, w);
+        sum += mask.into_scalar::<f32>();
+        let grads = GradientsParams::from_grads((total / n).backward(), &sam);
+        acc.accumulate(&sam, grads);
+    }
+    let sam = optim.step(lr, sam, acc.grads());
+    (sam, sum / n as f32)
 }
 
 #[cfg(all(test, feature = "ndarray"))]
@@ -59,6 +136,8 @@ mod tests {
             num_heads: 2,
             global_attn_indexes: vec![1],
             image_size: 64,
+            patch_size: 16,
+            window_size: 14,
         };
         let sam = prepare_lora(g.config().init(&device), &LoraConfig::new(), &device);
         // A square target under its box: a task the decoder can learn.
@@ -70,10 +149,11 @@ mod tests {
         }
         let batch = Batch {
             images: Tensor::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
-            boxes: Tensor::from_data(
+            boxes: Some(Tensor::from_data(
                 TensorData::new(vec![20.0f32, 16.0, 44.0, 48.0], [1, 4]),
                 &device,
-            ),
+            )),
+            points: None,
             targets: Tensor::from_data(TensorData::new(target, [1, 1, 16, 16]), &device),
         };
         (sam, batch, device)
@@ -94,7 +174,13 @@ mod tests {
         let decoder_before = pollster::block_on(state_dict(&sam)).unwrap();
         let lora_before = pollster::block_on(lora_state_dict(&sam)).unwrap();
         let mut optim = AdamWConfig::new().init();
-        let (sam, _) = step(sam, &mut optim, &batch, 1e-3, 0.8);
+        let (sam, _) = step(
+            sam,
+            &mut optim,
+            std::slice::from_ref(&batch),
+            1e-3,
+            LossWeights::default(),
+        );
 
         assert_eq!(base_encoder(&sam), encoder_before, "frozen encoder changed");
         let lora_after = pollster::block_on(lora_state_dict(&sam)).unwrap();
@@ -134,7 +220,13 @@ mod tests {
         let mut optim = AdamWConfig::new().init();
         let mut losses = Vec::new();
         for _ in 0..30 {
-            let (next, loss) = step(sam, &mut optim, &batch, 3e-3, 0.8);
+            let (next, loss) = step(
+                sam,
+                &mut optim,
+                std::slice::from_ref(&batch),
+                3e-3,
+                LossWeights::default(),
+            );
             sam = next;
             losses.push(loss);
         }

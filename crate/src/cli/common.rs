@@ -1,0 +1,162 @@
+//! What several subcommands share: devices, loading models and adapters, subjects.
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use brainsam::data::datasets::{discover, Dataset};
+use brainsam::data::labels::{to_common, Convention};
+use brainsam::data::volume::{read_file, read_labels};
+use brainsam::data::{to_canonical, LabelVolume, Volume};
+use brainsam::model::adapter::apply_adapter;
+use brainsam::model::checkpoint::load_checkpoint;
+use brainsam::model::{Geometry, Sam};
+use burn::prelude::Device;
+use sha2::{Digest, Sha256};
+
+pub type Res<T = ()> = Result<T, Box<dyn Error>>;
+
+/// `ndarray` (CPU) or `wgpu` (Vulkan / Metal / DX12).
+pub fn device(backend: &str) -> Res<Device> {
+    match backend {
+        "ndarray" | "cpu" => Ok(brainsam::backend::cpu()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" | "gpu" => Ok(pollster::block_on(brainsam::backend::gpu())
+            .map_err(|e| format!("no GPU adapter: {e}"))?),
+        other => Err(format!(
+            "backend `{other}` is not available in this build (ndarray{})",
+            if cfg!(feature = "wgpu") { ", wgpu" } else { "" }
+        )
+        .into()),
+    }
+}
+
+/// The model shipped in `weights/` (the repository's, or `$BRAINSAM_WEIGHTS`).
+pub fn bundled_model() -> PathBuf {
+    let dir = std::env::var_os("BRAINSAM_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights"));
+    dir.join("brainsam-default.safetensors")
+}
+
+pub fn read(path: &Path) -> Res<Vec<u8>> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()).into())
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A model (default: the bundled one) with an optional adapter, merged for inference.
+pub fn load_model(
+    model: Option<&Path>,
+    adapter: Option<&Path>,
+    device: &Device,
+) -> Res<(Sam, Geometry)> {
+    let path = model.map(Path::to_path_buf).unwrap_or_else(bundled_model);
+    let bytes = read(&path)?;
+    let (mut sam, geometry) =
+        load_checkpoint(&bytes, device).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(a) = adapter {
+        let meta = apply_adapter(&mut sam, &geometry, &read(a)?, device)
+            .map_err(|e| format!("{}: {e}", a.display()))?;
+        let hash = sha256_hex(&bytes);
+        if meta.base_sha256 != hash {
+            eprintln!(
+                "warning: {} was trained on a base with sha256 {}, this one is {}",
+                a.display(),
+                meta.base_sha256,
+                hash
+            );
+        }
+        sam.image_encoder.merge_lora();
+    }
+    Ok((sam, geometry))
+}
+
+/// Label maps (FreeSurfer convention) of a folder, by file stem, sorted.
+pub fn label_maps(dir: &Path, only: &[String]) -> Res<Vec<(String, PathBuf)>> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let n = p.file_name()?.to_str()?;
+            let stem = n
+                .strip_suffix(".nii.gz")
+                .or_else(|| n.strip_suffix(".nii"))?;
+            Some((stem.to_string(), p.clone()))
+        })
+        .filter(|(s, _)| only.is_empty() || only.iter().any(|o| o == s))
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(format!(
+            "no label maps (.nii/.nii.gz){} in {}",
+            if only.is_empty() {
+                String::new()
+            } else {
+                format!(" named {}", only.join(","))
+            },
+            dir.display()
+        )
+        .into());
+    }
+    Ok(v)
+}
+
+/// A FreeSurfer label map → common ids, canonical orientation.
+pub fn load_label_map(path: &Path) -> Res<LabelVolume> {
+    let l = read_labels(&read_file(path)?)?.volume;
+    let common = to_common(&l, Convention::FreeSurfer, false);
+    Ok(to_canonical(&common)?.0)
+}
+
+/// Real (image, labels) pairs of a dataset, canonical, labels in common ids.
+pub fn load_pairs(spec: &str) -> Res<Vec<(String, Volume<f32>, LabelVolume)>> {
+    let (name, root) = spec
+        .split_once(':')
+        .ok_or_else(|| format!("--pairs wants DATASET:FOLDER, got `{spec}`"))?;
+    let mut out = Vec::new();
+    for pair in discover(Dataset::parse(name)?, Path::new(root))? {
+        let (image, labels) = pair.load()?;
+        let Some(image) = image else { continue };
+        out.push((
+            pair.id.clone(),
+            to_canonical(&image)?.0,
+            to_canonical(&labels)?.0,
+        ));
+    }
+    if out.is_empty() {
+        return Err(format!("no image+label pairs found for {spec}").into());
+    }
+    Ok(out)
+}
+
+/// Parses a comma list of common structure ids, or "all" for the sixteen.
+pub fn parse_labels(s: &str) -> Res<Vec<i32>> {
+    if s == "all" {
+        return Ok((1..=16).collect());
+    }
+    s.split(',')
+        .map(|t| {
+            let v: i32 = t
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad structure id `{t}`"))?;
+            brainsam::data::labels::structure(v)
+                .map(|_| v)
+                .ok_or_else(|| format!("structure id {v} is not one of 1..=16").into())
+        })
+        .collect()
+}
+
+/// Blocks on a future natively (the browser awaits instead).
+pub trait AwaitNative: std::future::Future + Sized {
+    fn await_native(self) -> Self::Output {
+        pollster::block_on(self)
+    }
+}
+
+impl<F: std::future::Future> AwaitNative for F {}

@@ -1,0 +1,206 @@
+//! `brainsam evaluate`: 3-D Dice of prompted slice-by-slice segmentation on held-out subjects
+//! (synthetic images of a chosen contrast from label maps, or real image+label pairs).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use brainsam::data::labels::structure;
+use brainsam::data::rng::Rng;
+use brainsam::data::slicing::{self};
+use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
+use brainsam::data::{LabelVolume, Volume};
+use brainsam::segment::{bbox, interior_point, Session, SlicePrompt};
+
+use super::common::{
+    device, label_maps, load_label_map, load_model, load_pairs, parse_labels, AwaitNative, Res,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct EvaluateArgs {
+    /// Model checkpoint (default: the bundled model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// LoRA adapter trained on --model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Folder of FreeSurfer-convention label maps; each subject's image is synthesised.
+    #[arg(long)]
+    pub label_maps: Option<PathBuf>,
+    /// Only these label maps (file stems, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub subjects: Vec<String>,
+    /// Real image+label pairs instead: DATASET:FOLDER.
+    #[arg(long)]
+    pub pairs: Option<String>,
+    /// Synthetic contrast: t1, t2, pd, flair or random.
+    #[arg(long, default_value = "t1")]
+    pub contrast: String,
+    /// box (the structure's bounding box on each slice) or point (one positive click at
+    /// the interior-most pixel of each slice).
+    #[arg(long, default_value = "box")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// axial, coronal or sagittal.
+    #[arg(long, default_value = "axial")]
+    pub axis: String,
+    /// Structures (common ids) or "all".
+    #[arg(long, default_value = "all")]
+    pub labels: String,
+    #[arg(long, default_value = "ndarray")]
+    pub backend: String,
+}
+
+/// Per structure: |P ∩ T|, |P|, |T| summed over slices.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    inter: u64,
+    pred: u64,
+    truth: u64,
+}
+
+impl Counts {
+    fn dice(&self) -> f64 {
+        if self.pred + self.truth == 0 {
+            1.0
+        } else {
+            2.0 * self.inter as f64 / (self.pred + self.truth) as f64
+        }
+    }
+}
+
+pub fn run(a: &EvaluateArgs) -> Res {
+    let device = device(&a.backend)?;
+    let (sam, _) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    let labels = parse_labels(&a.labels)?;
+    let axis = match a.axis.as_str() {
+        "sagittal" => 0,
+        "coronal" => 1,
+        "axial" => 2,
+        o => return Err(format!("--axis is axial, coronal or sagittal, not `{o}`").into()),
+    };
+    let use_points = match a.prompt.as_str() {
+        "box" => false,
+        "point" => true,
+        o => return Err(format!("--prompt is box or point, not `{o}`").into()),
+    };
+    let contrast = Contrast::parse(&a.contrast)?;
+    let mut subjects: Vec<(
+        String,
+        Option<Volume<f32>>,
+        Option<LabelVolume>,
+        Option<PathBuf>,
+    )> = Vec::new();
+    match (&a.label_maps, &a.pairs) {
+        (Some(dir), None) => {
+            for (name, path) in label_maps(dir, &a.subjects)? {
+                subjects.push((name, None, None, Some(path)));
+            }
+        }
+        (None, Some(spec)) => {
+            for (name, img, lab) in load_pairs(spec)? {
+                subjects.push((name, Some(img), Some(lab), None));
+            }
+        }
+        _ => return Err("give either --label-maps or --pairs".into()),
+    }
+    println!(
+        "evaluate: {} subject(s), {} prompts, {} slices, {}",
+        subjects.len(),
+        a.prompt,
+        a.axis,
+        if a.pairs.is_some() {
+            "real images".to_string()
+        } else {
+            format!("synthetic {} (seed {})", contrast.name(), a.seed)
+        }
+    );
+    let mut all = Vec::new();
+    let mut per_structure = vec![Vec::new(); labels.len()];
+    for (name, image, truth, path) in subjects {
+        let t0 = Instant::now();
+        let (image, truth) = match (image, truth, path) {
+            (Some(i), Some(t), _) => (i, t),
+            (_, _, Some(p)) => {
+                let lab = load_label_map(&p)?;
+                let cfg = match contrast {
+                    Contrast::Random => SynthConfig::randomized(),
+                    c => SynthConfig::preset(c),
+                };
+                // Per subject seed: the same --seed gives the same images.
+                let s = Rng::new(
+                    a.seed
+                        ^ name
+                            .bytes()
+                            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)),
+                )
+                .next_u64();
+                synthesize(&lab, &cfg, s)?
+            }
+            _ => continue,
+        };
+        let mut session = Session::new(&image, device.clone())?;
+        let mut counts = vec![Counts::default(); labels.len()];
+        let mut prompts = 0;
+        for index in 0..truth.dims[axis] {
+            let tp = slicing::slice(&truth, axis, index)?;
+            for (k, &l) in labels.iter().enumerate() {
+                let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
+                let area = mask.iter().filter(|m| **m != 0).count() as u64;
+                if area == 0 {
+                    continue;
+                }
+                let prompt = if use_points {
+                    let Some((u, v)) = interior_point(&mask, tp.rows, tp.cols) else {
+                        continue;
+                    };
+                    SlicePrompt {
+                        points: vec![[u as f32, v as f32, 1.0]],
+                        ..Default::default()
+                    }
+                } else {
+                    let Some([u0, v0, u1, v1]) = bbox(&mask, tp.rows, tp.cols) else {
+                        continue;
+                    };
+                    SlicePrompt {
+                        bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
+                        ..Default::default()
+                    }
+                };
+                let pred = session.predict(&sam, axis, index, &prompt).await_native()?;
+                prompts += 1;
+                let c = &mut counts[k];
+                c.truth += area;
+                for (p, t) in pred.data.iter().zip(&mask) {
+                    c.pred += u64::from(*p != 0);
+                    c.inter += u64::from(*p != 0 && *t != 0);
+                }
+            }
+            session.clear_cache(); // each slice is visited once
+        }
+        let dices: Vec<f64> = counts.iter().map(Counts::dice).collect();
+        let mean = dices.iter().sum::<f64>() / dices.len().max(1) as f64;
+        let parts: Vec<String> = labels
+            .iter()
+            .zip(&dices)
+            .map(|(l, d)| format!("{}={d:.3}", structure(*l).map_or("?", |s| s.name)))
+            .collect();
+        println!(
+            "{name}: mean {mean:.4} ({prompts} prompts, {:.1?}) {}",
+            t0.elapsed(),
+            parts.join(" ")
+        );
+        for (k, d) in dices.iter().enumerate() {
+            per_structure[k].push(*d);
+        }
+        all.extend(dices);
+    }
+    println!("per structure (mean over subjects):");
+    for (l, ds) in labels.iter().zip(&per_structure) {
+        let m = ds.iter().sum::<f64>() / ds.len().max(1) as f64;
+        println!("  {:<20} {m:.4}", structure(*l).map_or("?", |s| s.name));
+    }
+    let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
+    println!("mean_dice={mean:.4}");
+    Ok(())
+}

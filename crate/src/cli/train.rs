@@ -1,0 +1,327 @@
+//! `brainsam train`: LoRA fine-tuning (the paper's recipe) or full training, from label maps
+//! with synthetic contrasts and/or real image+label pairs.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use brainsam::model::adapter::{adapter_bytes, adapter_params, AdapterMeta};
+use brainsam::model::checkpoint::state_dict;
+use brainsam::model::lora::{LoraConfig, LoraTarget};
+use brainsam::model::Geometry;
+use brainsam::train::plot::curve_png;
+use brainsam::train::sampler::SamplerConfig;
+use brainsam::train::schedule::Decay;
+use brainsam::train::trainer::{train, TrainConfig, TrainVolume};
+use brainsam::train::LossWeights;
+use brainsam::weights::write_safetensors;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::common::{
+    device, label_maps, load_label_map, load_model, load_pairs, parse_labels, read, sha256_hex, Res,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Output folder: adapter.safetensors (LoRA) or model.safetensors (full), config.json,
+    /// log.csv, curve.png and checkpoint/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Base checkpoint (.pth / .safetensors). Omit with --from-scratch.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Train a new model of this geometry (JSON, as in weights/manifest.json) from random
+    /// weights, every parameter trainable.
+    #[arg(long, conflicts_with = "model")]
+    pub from_scratch: Option<String>,
+    /// Train every weight of --model instead of adapters.
+    #[arg(long)]
+    pub full: bool,
+    /// Folder of FreeSurfer-convention label maps to synthesise images from.
+    #[arg(long)]
+    pub label_maps: Option<PathBuf>,
+    /// Only these label maps (file stems, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub subjects: Vec<String>,
+    /// Real image+label pairs: DATASET:FOLDER (ibsr, malc, lpba40, hammers, candi).
+    #[arg(long)]
+    pub pairs: Vec<String>,
+    /// Synthetic contrasts: t1, t2, pd, flair, random.
+    #[arg(long, value_delimiter = ',', default_value = "t1,t2")]
+    pub contrasts: Vec<String>,
+    /// Structures (common ids 1..=16, comma-separated) or "all".
+    #[arg(long, default_value = "all")]
+    pub labels: String,
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Slices per optimiser step (gradient accumulation).
+    #[arg(long, default_value_t = 2)]
+    pub slices_per_step: usize,
+    /// Structures prompted per slice (sharing one encoder pass).
+    #[arg(long, default_value_t = 6)]
+    pub prompts_per_slice: usize,
+    #[arg(long, default_value_t = 24)]
+    pub slices_per_volume: usize,
+    /// Slice axes: 0 sagittal, 1 coronal, 2 axial.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub axes: Vec<usize>,
+    /// Share of steps with point prompts (the rest use boxes).
+    #[arg(long, default_value_t = 0.4)]
+    pub point_prob: f64,
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
+    /// cosine or poly:POWER
+    #[arg(long, default_value = "cosine")]
+    pub decay: String,
+    #[arg(long, default_value_t = 0.05)]
+    pub lr_floor: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Dice share of the mask loss (rest: cross-entropy).
+    #[arg(long, default_value_t = 0.8)]
+    pub dice_weight: f64,
+    #[arg(long, default_value_t = 4)]
+    pub lora_rank: usize,
+    #[arg(long, default_value_t = 4.0)]
+    pub lora_alpha: f64,
+    /// Adapted projections: q, k, v, proj.
+    #[arg(long, value_delimiter = ',', default_value = "q,v")]
+    pub lora_targets: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Continue from the checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// ndarray (CPU) or wgpu.
+    #[arg(long, default_value = "ndarray")]
+    pub backend: String,
+}
+
+fn targets(names: &[String]) -> Res<Vec<LoraTarget>> {
+    names
+        .iter()
+        .map(|n| match n.as_str() {
+            "q" => Ok(LoraTarget::Q),
+            "k" => Ok(LoraTarget::K),
+            "v" => Ok(LoraTarget::V),
+            "proj" => Ok(LoraTarget::Proj),
+            o => Err(format!("LoRA target `{o}` is not q, k, v or proj").into()),
+        })
+        .collect()
+}
+
+pub fn run(a: &TrainArgs) -> Res {
+    let device = device(&a.backend)?.autodiff();
+    // Random initial weights (from scratch, adapters' A) follow --seed.
+    device.seed(a.seed);
+    let labels = parse_labels(&a.labels)?;
+    let decay = match a.decay.split_once(':') {
+        None if a.decay == "cosine" => Decay::Cosine,
+        Some(("poly", p)) => Decay::Poly(
+            p.parse()
+                .map_err(|_| format!("bad power in `{}`", a.decay))?,
+        ),
+        _ => return Err(format!("--decay is cosine or poly:POWER, got `{}`", a.decay).into()),
+    };
+    let (sam, geometry, base_hash) = match (&a.model, &a.from_scratch) {
+        (Some(m), _) => {
+            let (sam, g) = load_model(Some(m), None, &device)?;
+            (sam, g, sha256_hex(&read(m)?))
+        }
+        (None, Some(json)) => {
+            let g: Geometry =
+                serde_json::from_str(json).map_err(|e| format!("--from-scratch geometry: {e}"))?;
+            g.validate()?;
+            (g.config().init(&device), g, String::new())
+        }
+        (None, None) => {
+            return Err("give --model (fine-tuning) or --from-scratch GEOMETRY_JSON".into())
+        }
+    };
+    let lora = (a.model.is_some() && !a.full)
+        .then(|| {
+            targets(&a.lora_targets).map(|t| {
+                LoraConfig::new()
+                    .with_rank(a.lora_rank)
+                    .with_alpha(a.lora_alpha)
+                    .with_targets(t)
+            })
+        })
+        .transpose()?;
+
+    let mut volumes = Vec::new();
+    if let Some(dir) = &a.label_maps {
+        for (name, path) in label_maps(dir, &a.subjects)? {
+            volumes.push(TrainVolume {
+                name,
+                labels: load_label_map(&path)?,
+                image: None,
+            });
+        }
+    }
+    for spec in &a.pairs {
+        for (name, image, labels) in load_pairs(spec)? {
+            volumes.push(TrainVolume {
+                name,
+                labels,
+                image: Some(image),
+            });
+        }
+    }
+    if volumes.is_empty() {
+        return Err("no training data: give --label-maps and/or --pairs".into());
+    }
+    let cfg = TrainConfig {
+        steps: a.steps,
+        slices_per_step: a.slices_per_step,
+        lr: a.lr,
+        warmup_steps: a.warmup,
+        decay,
+        lr_floor: a.lr_floor,
+        weight_decay: a.weight_decay,
+        loss: LossWeights {
+            dice: a.dice_weight,
+            ..Default::default()
+        },
+        sampler: SamplerConfig {
+            axes: a.axes.clone(),
+            prompts_per_slice: a.prompts_per_slice,
+            point_prob: a.point_prob,
+            ..Default::default()
+        },
+        contrasts: a.contrasts.clone(),
+        slices_per_volume: a.slices_per_volume,
+        labels: labels.clone(),
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        lora: lora.clone(),
+    };
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
+    let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+    let record = serde_json::json!({
+        "config": &cfg, "geometry": &geometry, "subjects": names,
+        "base_sha256": base_hash, "pairs": &a.pairs,
+    });
+    std::fs::write(
+        a.out.join("config.json"),
+        serde_json::to_string_pretty(&record)?,
+    )?;
+    println!(
+        "training on {} volumes ({}), {} steps × {} slices, {}",
+        volumes.len(),
+        names.join(","),
+        a.steps,
+        a.slices_per_step,
+        if lora.is_some() {
+            "LoRA adapters + prompt encoder + mask decoder"
+        } else {
+            "all weights"
+        }
+    );
+
+    let log_path = a.out.join("log.csv");
+    let mut history: Vec<(usize, f32, f64)> = std::fs::read_to_string(&log_path)
+        .ok()
+        .filter(|_| a.resume)
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    Some((
+                        f.first()?.parse().ok()?,
+                        f.get(1)?.parse().ok()?,
+                        f.get(2)?.parse().ok()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(a.resume)
+        .write(true)
+        .truncate(!a.resume)
+        .open(&log_path)?;
+    if history.is_empty() {
+        writeln!(log, "step,loss,lr,slices_per_s")?;
+    }
+    let bar = ProgressBar::new(a.steps as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+    )?);
+    let mut ema: Option<f32> = None;
+    let mut report = |s: &brainsam::train::trainer::StepLog| {
+        history.retain(|h| h.0 < s.step);
+        history.push((s.step, s.loss, s.lr));
+        let e = ema.map_or(s.loss, |e| 0.98 * e + 0.02 * s.loss);
+        ema = Some(e);
+        let _ = writeln!(
+            log,
+            "{},{:.5},{:.3e},{:.3}",
+            s.step, s.loss, s.lr, s.slices_per_s
+        );
+        bar.set_position(s.step as u64);
+        bar.set_message(format!(
+            "loss {e:.4} lr {:.2e} {:.2} slices/s",
+            s.lr, s.slices_per_s
+        ));
+        if s.step % 25 == 0 {
+            let _ = log.flush();
+            if let Ok(png) = curve_png(&history) {
+                let _ = std::fs::write(a.out.join("curve.png"), png);
+            }
+        }
+        true
+    };
+    let sam = train(
+        &cfg,
+        sam,
+        &geometry,
+        volumes,
+        &a.out,
+        &device,
+        a.resume,
+        &mut report,
+    )?;
+    bar.finish();
+    std::fs::write(a.out.join("curve.png"), curve_png(&history)?)?;
+
+    let (name, bytes, n) = match &lora {
+        Some(l) => {
+            let meta = AdapterMeta {
+                base_sha256: base_hash,
+                geometry: geometry.clone(),
+                lora: l.clone(),
+                labels,
+            };
+            (
+                "adapter.safetensors",
+                pollster::block_on(adapter_bytes(&sam, &meta))?,
+                adapter_params(&sam),
+            )
+        }
+        None => {
+            let sd = pollster::block_on(state_dict(&sam))?;
+            let n = sd.iter().map(|(_, t)| t.data.len()).sum();
+            (
+                "model.safetensors",
+                write_safetensors(sd.iter(), false, None)?,
+                n,
+            )
+        }
+    };
+    std::fs::write(a.out.join(name), &bytes)?;
+    let total: usize = sam.param_counts().iter().map(|p| p.1).sum();
+    println!(
+        "wrote {} ({:.2} MB): {n} trained parameters = {:.2} % of the model's {total}",
+        a.out.join(name).display(),
+        bytes.len() as f64 / 1e6,
+        100.0 * n as f64 / total as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Training samples: 2-D slices through the structures of (synthetic or real) volumes, with
+//! SAM-style prompts sampled from the labels. Plain Rust; tensors are made in `batch`.
+
+use crate::data::rng::Rng;
+use crate::data::slicing::{self, Normalizer, Plane};
+use crate::data::{LabelVolume, Volume};
+use crate::segment::{bbox, interior_point};
+
+/// How prompts and slices are drawn.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SamplerConfig {
+    /// Canonical axes to slice along (0 sagittal, 1 coronal, 2 axial).
+    pub axes: Vec<usize>,
+    /// Structures prompted per slice (one mask each; they share the slice's encoding).
+    pub prompts_per_slice: usize,
+    /// Probability that a step uses point prompts instead of boxes.
+    pub point_prob: f64,
+    /// Up to this many positive and this many negative points.
+    pub max_points: usize,
+    /// Box jitter: sd of each side's shift as a fraction of the box side (SAM: 0.1).
+    pub box_jitter: f64,
+    /// Probability of cropping the slice to a random window (scale augmentation).
+    pub crop_prob: f64,
+    /// Probability of flipping / transposing the slice (orientation robustness).
+    pub flip_prob: f64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            axes: vec![0, 1, 2],
+            prompts_per_slice: 6,
+            point_prob: 0.4,
+            max_points: 3,
+            box_jitter: 0.1,
+            crop_prob: 0.3,
+            flip_prob: 0.5,
+        }
+    }
+}
+
+/// One slice with its prompted structures, in slice pixel coordinates.
+#[derive(Debug, Clone)]
+pub struct SliceSample {
+    /// Grey levels `[rows, cols]` after the volume's robust windowing.
+    pub image: Plane<u8>,
+    /// Per structure: label and mask `[rows, cols]`.
+    pub targets: Vec<(i32, Vec<u8>)>,
+    /// Per structure: `[u0, v0, u1, v1]` (only for box steps).
+    pub boxes: Vec<[f32; 4]>,
+    /// Per structure: points `[u, v, 1 | 0]`, the same count for every structure.
+    pub points: Vec<Vec<[f32; 3]>>,
+}
+
+/// Draws one slice through at least one of `labels_of_interest` and prompts up to
+/// `prompts_per_slice` of the structures it shows. None if no slice shows any.
+pub fn sample_slice(
+    image: &Volume<f32>,
+    norm: &Normalizer,
+    labels: &LabelVolume,
+    labels_of_interest: &[i32],
+    cfg: &SamplerConfig,
+    use_points: bool,
+    rng: &mut Rng,
+) -> Option<SliceSample> {
+    let axis = *cfg.axes.get(rng.below(cfg.axes.len().max(1)))?;
+    // Slices through the structures: pick a random voxel of a random structure.
+    let label = labels_of_interest[rng.below(labels_of_interest.len())];
+    let voxels: Vec<usize> = labels
+        .data
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| (*l == label).then_some(i))
+        .collect();
+    if voxels.is_empty() {
+        return None;
+    }
+    let i = voxels[rng.below(voxels.len())];
+    let [nx, ny, _] = labels.dims;
+    let p = [i % nx, (i / nx) % ny, i / (nx * ny)];
+    let index = p[axis];
+    let img = slicing::slice(image, axis, index).ok()?;
+    let lab = slicing::slice(labels, axis, index).ok()?;
+    let mut image = Plane {
+        rows: img.rows,
+        cols: img.cols,
+        data: img.data.iter().map(|v| norm.to_u8(*v)).collect(),
+    };
+    let mut lab = lab;
+    augment(&mut image, &mut lab, cfg, rng);
+
+    // Structures on this slice, the sampled one first, then random others.
+    let mut present: Vec<i32> = labels_of_interest
+        .iter()
+        .copied()
+        .filter(|l| *l != label && lab.data.contains(l))
+        .collect();
+    for i in (1..present.len()).rev() {
+        present.swap(i, rng.below(i + 1));
+    }
+    if lab.data.contains(&label) {
+        present.insert(0, label);
+    }
+    present.truncate(cfg.prompts_per_slice.max(1));
+    if present.is_empty() {
+        return None;
+    }
+    let (rows, cols) = (image.rows, image.cols);
+    let n_pos = 1 + rng.below(cfg.max_points.max(1));
+    let n_neg = rng.below(cfg.max_points.max(1));
+    let mut sample = SliceSample {
+        image,
+        targets: Vec::new(),
+        boxes: Vec::new(),
+        points: Vec::new(),
+    };
+    for l in present {
+        let mask: Vec<u8> = lab.data.iter().map(|v| u8::from(*v == l)).collect();
+        let b = bbox(&mask, rows, cols)?;
+        if use_points {
+            sample
+                .points
+                .push(sample_points(&mask, rows, cols, b, n_pos, n_neg, rng));
+        } else {
+            sample
+                .boxes
+                .push(jitter_box(b, rows, cols, cfg.box_jitter, rng));
+        }
+        sample.targets.push((l, mask));
+    }
+    Some(sample)
+}
+
+/// Random crop (zoom) and flips/transposes applied identically to image and labels.
+fn augment(image: &mut Plane<u8>, lab: &mut Plane<i32>, cfg: &SamplerConfig, rng: &mut Rng) {
+    if rng.uniform() < cfg.crop_prob {
+        let f = 0.6 + 0.4 * rng.uniform();
+        let (h, w) = (
+            ((image.rows as f64 * f) as usize).max(8),
+            ((image.cols as f64 * f) as usize).max(8),
+        );
+        let r0 = rng.below(image.rows - h.min(image.rows) + 1);
+        let c0 = rng.below(image.cols - w.min(image.cols) + 1);
+        *image = crop(image, r0, c0, h, w);
+        *lab = crop(lab, r0, c0, h, w);
+    }
+    if rng.uniform() < cfg.flip_prob {
+        let (fr, fc, tr) = (
+            rng.uniform() < 0.5,
+            rng.uniform() < 0.5,
+            rng.uniform() < 0.5,
+        );
+        *image = flip(image, fr, fc, tr);
+        *lab = flip(lab, fr, fc, tr);
+    }
+}
+
+fn crop<T: Copy>(p: &Plane<T>, r0: usize, c0: usize, h: usize, w: usize) -> Plane<T> {
+    let (h, w) = (h.min(p.rows - r0), w.min(p.cols - c0));
+    let mut data = Vec::with_capacity(h * w);
+    for r in r0..r0 + h {
+        data.extend_from_slice(&p.data[r * p.cols + c0..r * p.cols + c0 + w]);
+    }
+    Plane {
+        rows: h,
+        cols: w,
+        data,
+    }
+}
+
+fn flip<T: Copy>(p: &Plane<T>, flip_rows: bool, flip_cols: bool, transpose: bool) -> Plane<T> {
+    let (rows, cols) = if transpose {
+        (p.cols, p.rows)
+    } else {
+        (p.rows, p.cols)
+    };
+    let mut data = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        for c in 0..cols {
+            let (sr, sc) = if transpose { (c, r) } else { (r, c) };
+            let sr = if flip_rows { p.rows - 1 - sr } else { sr };
+            let sc = if flip_cols { p.cols - 1 - sc } else { sc };
+            data.push(p.data[sr * p.cols + sc]);
+        }
+    }
+    Plane { rows, cols, data }
+}
+
+/// SAM's box noise: each side moves by N(0, jitter · side), at most 20 px; stays inside.
+fn jitter_box(b: [usize; 4], rows: usize, cols: usize, jitter: f64, rng: &mut Rng) -> [f32; 4] {
+    let (w, h) = ((b[2] - b[0] + 1) as f64, (b[3] - b[1] + 1) as f64);
+    let mut j = |side: f64| (rng.normal() * jitter * side).clamp(-20.0, 20.0);
+    let u0 = (b[0] as f64 + j(w)).clamp(0.0, cols as f64 - 1.0);
+    let v0 = (b[1] as f64 + j(h)).clamp(0.0, rows as f64 - 1.0);
+    let u1 = (b[2] as f64 + j(w)).clamp(u0, cols as f64 - 1.0);
+    let v1 = (b[3] as f64 + j(h)).clamp(v0, rows as f64 - 1.0);
+    [u0 as f32, v0 as f32, u1 as f32, v1 as f32]
+}
+
+/// Positive points inside the mask (the first one at its interior-most pixel half of the
+/// time, as users click), negatives in the background near the structure.
+fn sample_points(
+    mask: &[u8],
+    rows: usize,
+    cols: usize,
+    b: [usize; 4],
+    n_pos: usize,
+    n_neg: usize,
+    rng: &mut Rng,
+) -> Vec<[f32; 3]> {
+    let inside: Vec<usize> = (0..mask.len()).filter(|i| mask[*i] != 0).collect();
+    let m = 6;
+    let near: Vec<usize> = (b[1].saturating_sub(m)..(b[3] + m + 1).min(rows))
+        .flat_map(|v| (b[0].saturating_sub(m)..(b[2] + m + 1).min(cols)).map(move |u| v * cols + u))
+        .filter(|i| mask[*i] == 0)
+        .collect();
+    let mut pts = Vec::with_capacity(n_pos + n_neg);
+    for k in 0..n_pos {
+        let (u, v) = match (k, rng.uniform() < 0.5) {
+            (0, true) => interior_point(mask, rows, cols).unwrap_or((0, 0)),
+            _ => {
+                let i = inside[rng.below(inside.len())];
+                (i % cols, i / cols)
+            }
+        };
+        pts.push([u as f32, v as f32, 1.0]);
+    }
+    for _ in 0..n_neg {
+        // A negative point where there is no background nearby repeats a positive one's
+        // position as padding (label -1: SAM's "not a point").
+        match near.get(rng.below(near.len().max(1))) {
+            Some(i) if !near.is_empty() => pts.push([(i % cols) as f32, (i / cols) as f32, 0.0]),
+            _ => pts.push([0.0, 0.0, -1.0]),
+        }
+    }
+    pts
+}
+
+/// Mask `[rows, cols]` → soft target on the decoder's `l × l` logit grid, which covers the
+/// resized-and-padded model input of side `s` (the slice scaled by `s / max(rows, cols)`).
+pub fn low_res_target(mask: &[u8], rows: usize, cols: usize, s: usize, l: usize) -> Vec<f32> {
+    let scale = s as f64 / rows.max(cols) as f64;
+    let cell = s as f64 / l as f64; // input pixels per logit
+    const SUB: usize = 4;
+    let mut out = vec![0.0f32; l * l];
+    for gy in 0..l {
+        for gx in 0..l {
+            let mut hit = 0;
+            for sy in 0..SUB {
+                for sx in 0..SUB {
+                    let y = (gy as f64 + (sy as f64 + 0.5) / SUB as f64) * cell / scale;
+                    let x = (gx as f64 + (sx as f64 + 0.5) / SUB as f64) * cell / scale;
+                    let (r, c) = (y as usize, x as usize);
+                    if r < rows && c < cols && mask[r * cols + c] != 0 {
+                        hit += 1;
+                    }
+                }
+            }
+            out[gy * l + gx] = hit as f32 / (SUB * SUB) as f32;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_res_target_covers_the_mask_at_the_models_scale() {
+        // 8×16 slice, square input 32, logits 8: one logit = 4 input px = 2 slice px.
+        let (rows, cols) = (8, 16);
+        let mut m = vec![0u8; rows * cols];
+        for v in 0..4 {
+            for u in 0..4 {
+                m[v * cols + u] = 1;
+            }
+        }
+        let t = low_res_target(&m, rows, cols, 32, 8);
+        assert_eq!(t[0], 1.0);
+        assert_eq!(t[1], 1.0);
+        assert_eq!(t[2], 0.0);
+        assert_eq!(t[8 + 1], 1.0);
+        assert_eq!(t[2 * 8], 0.0);
+        // Rows below the resized slice (padding) are empty.
+        assert!(t[4 * 8..].iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn flips_and_crops_keep_image_and_labels_aligned() {
+        let p = Plane {
+            rows: 2,
+            cols: 3,
+            data: vec![1, 2, 3, 4, 5, 6],
+        };
+        assert_eq!(flip(&p, false, false, true).data, vec![1, 4, 2, 5, 3, 6]);
+        assert_eq!(flip(&p, true, true, false).data, vec![6, 5, 4, 3, 2, 1]);
+        assert_eq!(crop(&p, 1, 1, 1, 2).data, vec![5, 6]);
+    }
+}

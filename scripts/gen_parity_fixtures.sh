@@ -14,4 +14,8 @@ rm -rf "$OUT"
 "$PY" tests/parity/gen_fixtures.py --out "$OUT" --prefix g1024_ --seed 3 \
   --embed-dim 32 --depth 2 --heads 2 --global 1 --image-size 1024 --image-hw 480 640 \
   --cases points_box
+# The bundled model's kind of geometry: patch 8 (finer masks), window 8.
+"$PY" tests/parity/gen_fixtures.py --out "$OUT" --prefix p8_ --seed 4 \
+  --embed-dim 64 --depth 2 --heads 2 --global 1 --image-size 256 --patch 8 --window 8 \
+  --image-hw 256 256 --cases points_box box_single points_multi
 touch "$OUT/.complete"

@@ -5,7 +5,8 @@ Builds a SAM of the given geometry, fills EVERY tensor of its state dict with ra
 `SamPredictor` on a non-square uint8 image and writes one fixture directory per prompt case:
 
     DIR/<name>/sam.pth            torch.save(model.state_dict())
-    DIR/<name>/config.json        {"embed_dim", "depth", "num_heads", "global_attn_indexes", "image_size"}
+    DIR/<name>/config.json        {"embed_dim", "depth", "num_heads", "global_attn_indexes", "image_size",
+                                   "patch_size", "window_size"}
     DIR/<name>/case.safetensors   image, prompts, expected outputs (see tests/parity/README.md)
 
 Usage:
@@ -32,15 +33,16 @@ PRESETS = {
 }
 
 
-def build_sam(embed_dim, depth, heads, global_attn, image_size):
-    # Same construction as segment_anything.build_sam._build_sam, with a free image size.
-    prompt_dim, patch = 256, 16
+def build_sam(embed_dim, depth, heads, global_attn, image_size, patch=16, window=14):
+    # Same construction as segment_anything.build_sam._build_sam, with a free image size,
+    # patch and window (Meta's classes take them; the registry fixes 16 and 14).
+    prompt_dim = 256
     grid = image_size // patch
     return Sam(
         image_encoder=ImageEncoderViT(
             depth=depth, embed_dim=embed_dim, img_size=image_size, mlp_ratio=4,
             norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=heads, patch_size=patch,
-            qkv_bias=True, use_rel_pos=True, global_attn_indexes=global_attn, window_size=14,
+            qkv_bias=True, use_rel_pos=True, global_attn_indexes=global_attn, window_size=window,
             out_chans=prompt_dim),
         prompt_encoder=PromptEncoder(
             embed_dim=prompt_dim, image_embedding_size=(grid, grid),
@@ -112,6 +114,8 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--global", dest="global_attn", type=int, nargs="+", default=[1, 3])
     ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--patch", type=int, default=16)
+    ap.add_argument("--window", type=int, default=14)
     ap.add_argument("--image-hw", type=int, nargs=2, default=[150, 200])
     ap.add_argument("--cases", nargs="+", default=None, help="subset of case names")
     ap.add_argument("--with-input", action="store_true",
@@ -130,7 +134,7 @@ def main():
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
-        sam = build_sam(image_size=a.image_size, **geo)
+        sam = build_sam(image_size=a.image_size, patch=a.patch, window=a.window, **geo)
         randomise(sam, gen)
         predictor = SamPredictor(sam)
         image = make_image(h, w, rng)
@@ -151,7 +155,8 @@ def main():
             break
     print(f"derived seed {seed}")
     config = {"embed_dim": geo["embed_dim"], "depth": geo["depth"], "num_heads": geo["heads"],
-              "global_attn_indexes": list(geo["global_attn"]), "image_size": a.image_size}
+              "global_attn_indexes": list(geo["global_attn"]), "image_size": a.image_size,
+              "patch_size": a.patch, "window_size": a.window}
     for name, c in all_cases.items():
         pc = None if c["points"] is None else np.array(c["points"], np.float32)
         pl = None if c["labels"] is None else np.array(c["labels"], np.float32)

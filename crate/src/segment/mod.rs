@@ -111,7 +111,12 @@ impl Session {
     }
 
     /// Runs the image encoder on a slice (no-op when cached).
-    pub async fn encode(&mut self, sam: &Sam, axis: usize, index: usize) -> Result<(), SegmentError> {
+    pub async fn encode(
+        &mut self,
+        sam: &Sam,
+        axis: usize,
+        index: usize,
+    ) -> Result<(), SegmentError> {
         self.clock += 1;
         if let Some(e) = self.cache.get_mut(&(axis, index)) {
             e.last_use = self.clock;
@@ -123,7 +128,12 @@ impl Session {
         let (x, input) = predictor.preprocess(&rgb, plane.rows, plane.cols)?;
         let embedding = sam.embed(x);
         if self.cache.len() >= MAX_CACHED_SLICES {
-            if let Some(oldest) = self.cache.iter().min_by_key(|(_, e)| e.last_use).map(|(k, _)| *k) {
+            if let Some(oldest) = self
+                .cache
+                .iter()
+                .min_by_key(|(_, e)| e.last_use)
+                .map(|(k, _)| *k)
+            {
                 self.cache.remove(&oldest);
             }
         }
@@ -197,7 +207,9 @@ impl Session {
     ) -> Result<(), SegmentError> {
         let dims = self.image.dims;
         if canonical.len() != dims.iter().product::<usize>() {
-            return Err(SegmentError::Prompt("label volume does not match the image".into()));
+            return Err(SegmentError::Prompt(
+                "label volume does not match the image".into(),
+            ));
         }
         for row in 0..mask.rows {
             for col in 0..mask.cols {
@@ -214,5 +226,86 @@ impl Session {
     pub fn to_source(&self, canonical: Vec<i32>) -> Result<LabelVolume, SegmentError> {
         let vol = self.image.with_data(canonical)?;
         Ok(self.orientation.from_canonical(&vol)?)
+    }
+}
+
+#[cfg(all(test, feature = "ndarray"))]
+mod tests {
+    use super::*;
+
+    fn oblique_volume() -> Volume<f32> {
+        // Stored axes: 0 = superior→inferior, 1 = right→left, 2 = posterior→anterior.
+        let dims = [6, 7, 5];
+        let affine = [
+            [0.0, -1.0, 0.0, 3.0],
+            [0.0, 0.0, 1.0, -2.0],
+            [-1.0, 0.0, 0.0, 4.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let data = (0..dims.iter().product::<usize>()).map(|i| i as f32).collect();
+        Volume::new(dims, data, affine).unwrap()
+    }
+
+    #[test]
+    fn pasted_masks_land_on_the_same_world_position_in_the_source() {
+        let src = oblique_volume();
+        let s = Session::new(&src, crate::backend::cpu()).unwrap();
+        let d = s.dims();
+        let (axis, index, row, col) = (2, 1, 3, 4);
+        let mut data = vec![0u8; d[1] * d[0]];
+        let (rows, cols) = (d[1], d[0]);
+        data[row * cols + col] = 1;
+        let mask = SliceMask { rows, cols, data, iou: 1.0, low_res_logits: vec![] };
+        let mut canon = vec![0i32; d.iter().product()];
+        s.paste(&mut canon, axis, index, &mask, 7).unwrap();
+        let out = s.to_source(canon).unwrap();
+        assert_eq!(out.dims, src.dims);
+        assert_eq!(out.affine, src.affine);
+        let hits: Vec<usize> = (0..out.data.len()).filter(|i| out.data[*i] == 7).collect();
+        assert_eq!(hits.len(), 1);
+        let i = hits[0];
+        let sv = [i % src.dims[0], (i / src.dims[0]) % src.dims[1], i / (src.dims[0] * src.dims[1])];
+        let cv = slicing::slice_to_voxel(axis, index, col, row).unwrap();
+        let to_f = |v: [usize; 3]| [v[0] as f64, v[1] as f64, v[2] as f64];
+        let w_src = src.voxel_to_world(to_f(sv));
+        let w_can = s.canonical_image().voxel_to_world(to_f(cv));
+        for k in 0..3 {
+            assert!((w_src[k] - w_can[k]).abs() < 1e-9, "{w_src:?} vs {w_can:?}");
+        }
+        // The image itself went through the same mapping.
+        assert_eq!(
+            s.canonical_image().get(cv[0], cv[1], cv[2]),
+            src.get(sv[0], sv[1], sv[2])
+        );
+    }
+
+    #[test]
+    fn prompts_outside_the_slice_are_errors_not_panics() {
+        let device = crate::backend::cpu();
+        let g = crate::model::Geometry {
+            embed_dim: 16,
+            depth: 1,
+            num_heads: 1,
+            global_attn_indexes: vec![0],
+            image_size: 32,
+            patch_size: 8,
+            window_size: 4,
+        };
+        let sam = g.config().init(&device);
+        let mut s = Session::new(&oblique_volume(), device).unwrap();
+        for p in [
+            SlicePrompt { points: vec![[99.0, 1.0, 1.0]], ..Default::default() },
+            SlicePrompt { points: vec![[1.0, 1.0, 3.0]], ..Default::default() },
+            SlicePrompt { bbox: Some([3.0, 1.0, 1.0, 2.0]), ..Default::default() },
+            SlicePrompt::default(),
+        ] {
+            assert!(pollster::block_on(s.predict(&sam, 2, 1, &p)).is_err(), "{p:?}");
+        }
+        assert!(pollster::block_on(s.predict(&sam, 2, 99, &SlicePrompt { points: vec![[1.0, 1.0, 1.0]], ..Default::default() })).is_err());
+        assert!(pollster::block_on(s.predict(&sam, 5, 0, &SlicePrompt { points: vec![[1.0, 1.0, 1.0]], ..Default::default() })).is_err());
+        let ok = pollster::block_on(s.predict(&sam, 2, 1, &SlicePrompt { points: vec![[1.0, 1.0, 1.0]], ..Default::default() })).unwrap();
+        assert_eq!((ok.rows, ok.cols), (s.dims()[1], s.dims()[0]));
+        let vol = pollster::block_on(s.propagate(&sam, 2, 1, &ok, &mut |_, _| {})).unwrap();
+        assert_eq!(vol.len(), s.dims().iter().product::<usize>());
     }
 }

@@ -21,7 +21,12 @@ impl SlicePrompt {
     /// Refuses prompts outside the slice (a user's click can be anywhere).
     pub fn check(&self, rows: usize, cols: usize) -> Result<(), SegmentError> {
         let inside = |u: f32, v: f32| {
-            u.is_finite() && v.is_finite() && u >= 0.0 && v >= 0.0 && u < cols as f32 && v < rows as f32
+            u.is_finite()
+                && v.is_finite()
+                && u >= 0.0
+                && v >= 0.0
+                && u < cols as f32
+                && v < rows as f32
         };
         if self.points.is_empty() && self.bbox.is_none() && self.mask_input.is_none() {
             return Err(SegmentError::Prompt("give a point, a box or a mask".into()));
@@ -33,7 +38,9 @@ impl SlicePrompt {
                 )));
             }
             if *l != 0.0 && *l != 1.0 {
-                return Err(SegmentError::Prompt(format!("point label {l} is not 0 or 1")));
+                return Err(SegmentError::Prompt(format!(
+                    "point label {l} is not 0 or 1"
+                )));
             }
         }
         if let Some([u0, v0, u1, v1]) = self.bbox {
@@ -107,7 +114,10 @@ pub fn interior_point(mask: &[u8], rows: usize, cols: usize) -> Option<(usize, u
             d[i] = d[i].min(m);
         }
     }
-    let (best, &dist) = d.iter().enumerate().max_by_key(|(i, v)| (**v, std::cmp::Reverse(*i)))?;
+    let (best, &dist) = d
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, v)| (**v, std::cmp::Reverse(*i)))?;
     (dist > 0).then_some((best % cols, best / cols))
 }
 
@@ -171,7 +181,10 @@ impl FilePrompt {
         let a = self.slice_axis;
         let (ua, va) = slicing::plane_axes(a).map_err(|e| e.to_string())?;
         if self.slice >= dims[a] {
-            return Err(format!("slice {} is beyond axis {a} of size {}", self.slice, dims[a]));
+            return Err(format!(
+                "slice {} is beyond axis {a} of size {}",
+                self.slice, dims[a]
+            ));
         }
         if self.label <= 0 {
             return Err(format!("label {} must be positive", self.label));
@@ -182,7 +195,10 @@ impl FilePrompt {
         let voxel = |u: f64, v: f64| -> Result<[usize; 3], String> {
             let ok = |x: f64, n: usize| x.is_finite() && x >= 0.0 && x <= (n - 1) as f64;
             if !ok(u, dims[ua]) || !ok(v, dims[va]) {
-                return Err(format!("({u}, {v}) is outside the {}×{} slice", dims[ua], dims[va]));
+                return Err(format!(
+                    "({u}, {v}) is outside the {}×{} slice",
+                    dims[ua], dims[va]
+                ));
             }
             let mut p = [0; 3];
             p[a] = self.slice;
@@ -204,7 +220,9 @@ impl FilePrompt {
         let mut prompt = SlicePrompt::default();
         if let Some([u0, v0, u1, v1]) = self.bbox {
             if u1 < u0 || v1 < v0 {
-                return Err(format!("box [{u0}, {v0}, {u1}, {v1}] has u1 < u0 or v1 < v0"));
+                return Err(format!(
+                    "box [{u0}, {v0}, {u1}, {v1}] has u1 < u0 or v1 < v0"
+                ));
             }
             let (a0, b0) = to_uv(voxel(u0, v0)?)?;
             let (a1, b1) = to_uv(voxel(u1, v1)?)?;
@@ -301,11 +319,26 @@ mod tests {
         let o = Orientation::of([4, 4, 4], &id);
         for (text, needle) in [
             (r#"{"prompts": []}"#, "no prompts"),
-            (r#"{"prompts": [{"label": 1, "slice_axis": 3, "slice": 0, "box": [0,0,1,1]}]}"#, "axis"),
-            (r#"{"prompts": [{"label": 1, "slice_axis": 2, "slice": 9, "box": [0,0,1,1]}]}"#, "beyond"),
-            (r#"{"prompts": [{"label": 1, "slice_axis": 2, "slice": 1}]}"#, "box or points"),
-            (r#"{"prompts": [{"label": 1, "slice_axis": 2, "slice": 1, "box": [0,0,9,1]}]}"#, "outside"),
-            (r#"{"prompts": [{"label": 1, "slice_axis": 2, "slice": 1, "points": [[1,1,2]]}]}"#, "label"),
+            (
+                r#"{"prompts": [{"label": 1, "slice_axis": 3, "slice": 0, "box": [0,0,1,1]}]}"#,
+                "axis",
+            ),
+            (
+                r#"{"prompts": [{"label": 1, "slice_axis": 2, "slice": 9, "box": [0,0,1,1]}]}"#,
+                "beyond",
+            ),
+            (
+                r#"{"prompts": [{"label": 1, "slice_axis": 2, "slice": 1}]}"#,
+                "box or points",
+            ),
+            (
+                r#"{"prompts": [{"label": 1, "slice_axis": 2, "slice": 1, "box": [0,0,9,1]}]}"#,
+                "outside",
+            ),
+            (
+                r#"{"prompts": [{"label": 1, "slice_axis": 2, "slice": 1, "points": [[1,1,2]]}]}"#,
+                "label",
+            ),
             (r#"{"prompt": []}"#, "prompt file"),
         ] {
             let err = PromptFile::parse(text)

@@ -1,7 +1,7 @@
 //! A whole structure in 3-D from one slice: each neighbour is prompted with the box of the
 //! mask next to it, until the structure ends.
 
-use super::{bbox, Session, SegmentError, SliceMask, SlicePrompt};
+use super::{bbox, SegmentError, Session, SliceMask, SlicePrompt};
 use crate::model::Sam;
 
 /// Masks smaller than this (pixels) end the structure.
@@ -24,7 +24,9 @@ impl Session {
     ) -> Result<Vec<u8>, SegmentError> {
         let dims = self.dims();
         if axis > 2 || index >= dims[axis] {
-            return Err(SegmentError::Prompt(format!("slice {index} on axis {axis} is outside the volume")));
+            return Err(SegmentError::Prompt(format!(
+                "slice {index} on axis {axis} is outside the volume"
+            )));
         }
         let mut out = vec![0i32; dims.iter().product()];
         self.paste(&mut out, axis, index, seed, 1)?;
@@ -34,7 +36,9 @@ impl Session {
             let mut prev = seed.clone();
             let mut i = index as isize + dir;
             while i >= 0 && (i as usize) < dims[axis] {
-                let Some([u0, v0, u1, v1]) = bbox(&prev.data, prev.rows, prev.cols) else { break };
+                let Some([u0, v0, u1, v1]) = bbox(&prev.data, prev.rows, prev.cols) else {
+                    break;
+                };
                 let m = 1.0;
                 let b = [
                     (u0 as f32 - m).max(0.0),
@@ -42,12 +46,18 @@ impl Session {
                     (u1 as f32 + m).min(prev.cols as f32 - 1.0),
                     (v1 as f32 + m).min(prev.rows as f32 - 1.0),
                 ];
-                let prompt = SlicePrompt { bbox: Some(b), ..Default::default() };
+                let prompt = SlicePrompt {
+                    bbox: Some(b),
+                    ..Default::default()
+                };
                 let mask = self.predict(sam, axis, i as usize, &prompt).await?;
                 let area = mask.area();
                 done += 1;
                 progress(done, total);
-                if area < MIN_AREA || mask.iou < MIN_IOU || area as f64 > MAX_GROWTH * prev.area() as f64 {
+                if area < MIN_AREA
+                    || mask.iou < MIN_IOU
+                    || area as f64 > MAX_GROWTH * prev.area() as f64
+                {
                     break;
                 }
                 self.paste(&mut out, axis, i as usize, &mask, 1)?;

@@ -85,8 +85,10 @@ pub fn info(a: &InfoArgs) -> Res {
     let (_, g, sam) = load(&a.checkpoint)?;
     println!("checkpoint   {}", a.checkpoint.display());
     println!(
-        "geometry     embed_dim {} | depth {} | heads {} | global blocks {:?} | image {} px | embedding {}x{}",
-        g.embed_dim, g.depth, g.num_heads, g.global_attn_indexes, g.image_size, g.image_size / 16, g.image_size / 16
+        "geometry     embed_dim {} | depth {} | heads {} | global blocks {:?} | window {} | image {} px | patch {} | embedding {e}x{e} | mask logits {m}x{m}",
+        g.embed_dim, g.depth, g.num_heads, g.global_attn_indexes, g.window_size, g.image_size, g.patch_size,
+        e = g.image_size / g.patch_size,
+        m = 4 * g.image_size / g.patch_size,
     );
     let counts = sam.param_counts();
     let total: usize = counts.iter().map(|(_, n)| n).sum();

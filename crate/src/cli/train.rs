@@ -67,6 +67,10 @@ pub struct TrainArgs {
     /// Share of steps with point prompts (the rest use boxes).
     #[arg(long, default_value_t = 0.4)]
     pub point_prob: f64,
+    /// Share of slices given a second, corrective round: a point from the first
+    /// prediction's error region plus its logits as mask input (SAM's interactive training).
+    #[arg(long, default_value_t = 0.25)]
+    pub correction_prob: f64,
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
     #[arg(long, default_value_t = 100)]
@@ -198,6 +202,7 @@ pub fn run(a: &TrainArgs) -> Res {
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
         lora: lora.clone(),
+        correction_prob: a.correction_prob,
     };
     std::fs::create_dir_all(&a.out)
         .map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;

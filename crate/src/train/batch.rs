@@ -12,6 +12,7 @@ pub fn to_batch(
     sample: &SliceSample,
     s: usize,
     l: usize,
+    correction: Option<u64>,
     device: &Device,
 ) -> Result<Batch, PredictError> {
     let (rows, cols) = (sample.image.rows, sample.image.cols);
@@ -52,5 +53,6 @@ pub fn to_batch(
         boxes,
         points,
         targets,
+        correction,
     })
 }

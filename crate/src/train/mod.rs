@@ -62,6 +62,9 @@ pub struct Batch {
     pub boxes: Option<Tensor<2>>,
     pub points: Option<(Tensor<3>, Tensor<2>)>,
     pub targets: Tensor<4>,
+    /// A second, corrective round (as SAM was trained): one more point from the first
+    /// prediction's error region, with its logits as mask input. The seed draws the point.
+    pub correction: Option<u64>,
 }
 
 /// Loss weights of the recipe.
@@ -85,16 +88,90 @@ impl Default for LossWeights {
 /// Forward pass and loss of one batch; the mask loss alone is returned second (for logs).
 pub fn forward_loss(sam: &Sam, batch: &Batch, w: LossWeights) -> (Tensor<1>, Tensor<1>) {
     let embedding = sam.embed(batch.images.clone());
-    let (logits, iou) = sam.decode(
-        embedding,
+    let round = |points: Option<(Tensor<3>, Tensor<2>)>, mask_input: Option<Tensor<4>>| {
+        let (logits, iou) = sam.decode(
+            embedding.clone(),
+            points,
+            batch.boxes.clone(),
+            mask_input,
+            false,
+        );
+        let mask = loss::dice_bce(logits.clone(), batch.targets.clone(), w.dice);
+        let total =
+            mask.clone() + loss::iou_mse(logits.clone(), iou, batch.targets.clone()) * w.iou;
+        (total, mask, logits)
+    };
+    let (total, mask, logits) = round(batch.points.clone(), None);
+    let Some(seed) = batch.correction else {
+        return (total, mask);
+    };
+    let Some(points) = correction_points(
+        &logits,
+        &batch.targets,
         batch.points.clone(),
-        batch.boxes.clone(),
-        None,
-        false,
-    );
-    let mask = loss::dice_bce(logits.clone(), batch.targets.clone(), w.dice);
-    let total = mask.clone() + loss::iou_mse(logits, iou, batch.targets.clone()) * w.iou;
-    (total, mask)
+        sam.img_size(),
+        seed,
+    ) else {
+        return (total, mask);
+    };
+    let (total2, mask2, _) = round(Some(points), Some(logits.detach()));
+    ((total + total2) / 2.0, (mask + mask2) / 2.0)
+}
+
+/// Appends to each prompt one point from its prediction's larger error: positive in a
+/// missed region, negative in a false one (native readback: training runs natively).
+fn correction_points(
+    logits: &Tensor<4>,
+    targets: &Tensor<4>,
+    points: Option<(Tensor<3>, Tensor<2>)>,
+    img_size: usize,
+    seed: u64,
+) -> Option<(Tensor<3>, Tensor<2>)> {
+    let [k, _, l, _] = logits.dims();
+    let device = logits.device();
+    let pred = logits
+        .clone()
+        .detach()
+        .into_data()
+        .try_to_vec::<f32>()
+        .ok()?;
+    let truth = targets.clone().into_data().try_to_vec::<f32>().ok()?;
+    let mut rng = crate::data::rng::Rng::new(seed);
+    let cell = img_size as f32 / l as f32;
+    let (mut xy, mut lab) = (Vec::with_capacity(k * 2), Vec::with_capacity(k));
+    for m in 0..k {
+        let (p, t) = (
+            &pred[m * l * l..(m + 1) * l * l],
+            &truth[m * l * l..(m + 1) * l * l],
+        );
+        let missed: Vec<usize> = (0..l * l).filter(|&i| t[i] > 0.5 && p[i] <= 0.0).collect();
+        let false_: Vec<usize> = (0..l * l).filter(|&i| t[i] <= 0.5 && p[i] > 0.0).collect();
+        let (pool, label) = if missed.len() >= false_.len() {
+            (missed, 1.0)
+        } else {
+            (false_, 0.0)
+        };
+        match pool.get(rng.below(pool.len())) {
+            Some(&i) if !pool.is_empty() => {
+                xy.extend([((i % l) as f32 + 0.5) * cell, ((i / l) as f32 + 0.5) * cell]);
+                lab.push(label);
+            }
+            // Perfect already: SAM's "not a point" padding keeps shapes equal.
+            _ => {
+                xy.extend([0.0, 0.0]);
+                lab.push(-1.0);
+            }
+        }
+    }
+    let new_xy = Tensor::<3>::from_data(TensorData::new(xy, [k, 1, 2]), &device);
+    let new_lab = Tensor::<2>::from_data(TensorData::new(lab, [k, 1]), &device);
+    Some(match points {
+        Some((c, l)) => (
+            Tensor::cat(vec![c, new_xy], 1),
+            Tensor::cat(vec![l, new_lab], 1),
+        ),
+        None => (new_xy, new_lab),
+    })
 }
 
 /// Accumulates gradients over `batches` (gradient accumulation), then takes one optimiser
@@ -155,6 +232,7 @@ mod tests {
             )),
             points: None,
             targets: Tensor::from_data(TensorData::new(target, [1, 1, 16, 16]), &device),
+            correction: Some(9),
         };
         (sam, batch, device)
     }

@@ -44,6 +44,9 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Adapters on the frozen encoder; None trains every weight (from scratch or not).
     pub lora: Option<LoraConfig>,
+    /// Share of slices with a second, corrective prompting round.
+    #[serde(default)]
+    pub correction_prob: f64,
 }
 
 /// A training volume: labels to synthesise images from, or a real image with its labels.
@@ -211,7 +214,8 @@ pub fn train(
                 )
             });
             if let Some(sample) = sample {
-                batches.push(to_batch(&sample, s, l, device)?);
+                let correction = (rng.uniform() < cfg.correction_prob).then(|| rng.next_u64());
+                batches.push(to_batch(&sample, s, l, correction, device)?);
             }
         }
         if batches.is_empty() {
@@ -284,6 +288,7 @@ mod tests {
             seed: 5,
             checkpoint_every: 0,
             lora,
+            correction_prob: 0.5,
         }
     }
 

@@ -13,7 +13,7 @@ const CUSTOM_COLORS = [[255, 99, 71], [60, 179, 113], [238, 130, 238], [255, 215
 const state = {
   backend: null, model: null, volume: null, gray: null, labels: null, reference: null,
   structures: [], current: 1, prompt: null, history: [], chain: Promise.resolve(),
-  encodeMs: [], decodeMs: [], lastDice: null, lastMask: null, memory: null, focusKey: '',
+  encodeMs: [], encodedAhead: [], decodeMs: [], lastDice: null, lastMask: null, memory: null, focusKey: '',
 };
 const engine = new EngineClient();
 const viewer = new Viewer([...document.querySelectorAll('.view')], {
@@ -69,6 +69,7 @@ engine.addEventListener('model-progress', ({ detail: d }) => {
 engine.addEventListener('encoding', ({ detail: d }) => { setBusy(`encoding slice ${d.index + 1}…`); progress('encode-progress', 0.5); });
 engine.addEventListener('encoded', ({ detail: d }) => {
   state.encodeMs.push(d.ms);
+  if (d.ahead) state.encodedAhead.push(`${d.axis}:${d.index}`);
   progress('encode-progress', null);
   setBusy(d.ahead ? `encoded slice ${d.index + 1} ahead (${fmtMs(d.ms)})` : '');
   showTimings();
@@ -150,7 +151,7 @@ async function predict(p, before) {
     p.logits = r.logits;
     writeSlice(state.labels, state.volume.dims, p.axis, p.index, r.mask, p.id);
     state.decodeMs.push(r.decodeMs);
-    state.lastMask = { axis: p.axis, index: p.index, id: p.id, iou: r.iou, pixels: r.mask.reduce((a, b) => a + b, 0) };
+    state.lastMask = { axis: p.axis, index: p.index, id: p.id, iou: r.iou, pixels: r.mask.reduce((a, b) => a + b, 0), encodeMs: r.encodeMs };
     await refreshMemory();
     showTimings();
   } catch (e) {
@@ -316,8 +317,15 @@ async function loadModel(args, label) {
     const w = info.warm;
     state.warm = w;
     const g = info.geometry;
-    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
+    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
     state.focusKey = '';
+    if (info.adapter && info.adapter.base_sha256 !== info.modelSha256) {
+      notice(`The adapter was trained on another base model (sha256 ${info.adapter.base_sha256.slice(0, 12)}…); its masks may be poor.`);
+    }
+    // WebGPU guarantees 128 MiB per storage binding; larger attention maps may fail to run.
+    if (state.backend === 'webgpu' && info.attention_bytes > 128 * 2 ** 20) {
+      notice(`This model's largest attention map (${fmtBytes(info.attention_bytes)}) exceeds WebGPU's default 128 MiB buffer binding; it may fail on some GPUs.`);
+    }
     await refreshMemory();
     showTimings();
   } catch (e) {

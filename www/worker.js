@@ -31,7 +31,9 @@ const handlers = {
     if (url) bytes = await download(url);
     emit('model-progress', { phase: 'loading' });
     hasModel = false;
-    const info = engine.load_model(new Uint8Array(bytes), adapter ? new Uint8Array(adapter) : undefined);
+    // An adapter records the sha256 of the base it was trained on.
+    const modelSha256 = adapter ? hex(await crypto.subtle.digest('SHA-256', bytes)) : null;
+    const info = { ...engine.load_model(new Uint8Array(bytes), adapter ? new Uint8Array(adapter) : undefined), modelSha256 };
     emit('model-progress', { phase: 'warming' });
     const warm = await engine.warm_up();
     hasModel = true;
@@ -131,6 +133,8 @@ async function download(url) {
   for (const c of chunks) { out.set(c, o); o += c.length; }
   return out.buffer;
 }
+
+const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
 
 function transferable(result, transfer) {
   return { result, transfer };

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ARTIFACTS, ROOT, buildInfo, cli, launch, openPage, randomModel, screenshot, settle, startServer,
+  ARTIFACTS, DIST, ROOT, adapterFor, buildInfo, cli, launch, openPage, randomModel, screenshot, settle, startServer,
   synthVolume, writeArtifact,
 } from './harness.mjs';
 
@@ -167,6 +167,23 @@ describe('brainsam in Chromium on WebGPU', () => {
     assert.equal(await page.evaluate(() => window.brainsam.state.prompt.points.length), 9);
   });
 
+  test('slices next to the shown one are encoded ahead while the user is idle', async () => {
+    const t = await target(PUTAMEN);
+    await page.waitForFunction((z) => ['2:' + (z + 1), '2:' + (z - 1)].every((k) => window.brainsam.state.encodedAhead.includes(k)),
+      t.index, { timeout: 300_000 });
+    // A click on a neighbour then needs no encoder pass.
+    await goTo({ ...t, index: t.index + 1 });
+    const at = await clientOf(2, t.u, t.v);
+    await page.mouse.click(at.x, at.y);
+    await settle(page);
+    const m = await page.evaluate(() => window.brainsam.state.lastMask);
+    assert.equal(m.index, t.index + 1);
+    assert.equal(m.encodeMs, null, 'the slice was encoded for the click, not ahead of it');
+    await page.click('#undo');
+    await settle(page);
+    await goTo(t);
+  });
+
   test('a box around the putamen gives a mask', async () => {
     await page.click('#clear');
     await settle(page);
@@ -295,5 +312,22 @@ describe('brainsam in Chromium without WebGPU', () => {
     console.log(`CPU fallback: encoder ${Math.round(s.enc.at(-1))} ms, decoder ${Math.round(s.dec.at(-1))} ms`);
     await screenshot(p2, '07-cpu-fallback');
     assert.deepEqual(log2.errors, []);
+  });
+
+  test('an adapter file loads onto the model and changes its masks', async () => {
+    const base = build.model ? join(DIST, build.model.url) : randomModel();
+    const before = await p2.evaluate(() => window.brainsam.state.lastMask);
+    await p2.setInputFiles('#file-adapter', adapterFor(base));
+    await p2.waitForFunction(() => window.brainsam.state.model?.adapter, null, { timeout: 600_000 });
+    assert.match(await p2.textContent('#model-info'), /\+ LoRA adapter \(rank 4\)/);
+    assert.doesNotMatch(await p2.textContent('#notice'), /another base model/);
+    // Same click as before: the trained decoder answers differently.
+    const at = await p2.evaluate((m) => window.brainsam.viewer.pixelToClient(2, ...window.brainsam.state.prompt.points[0]), before);
+    await p2.click('#clear');
+    await p2.mouse.click(at.x, at.y);
+    await p2.evaluate(() => window.brainsam.state.chain);
+    const after = await p2.evaluate(() => window.brainsam.state.lastMask);
+    assert.equal(await p2.evaluate(() => document.getElementById('error').hidden), true);
+    assert.notEqual(after.iou, before.iou);
   });
 });

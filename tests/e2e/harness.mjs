@@ -56,6 +56,17 @@ export function randomModel() {
   return path;
 }
 
+/** A brainsam adapter for `model` after one training step (tests loading, not quality). */
+export function adapterFor(model) {
+  const out = join(ARTIFACTS, 'adapter');
+  const path = join(out, 'adapter.safetensors');
+  if (!existsSync(path)) {
+    cli('train', '--model', model, '--label-maps', join(DATA, 'label_maps'), '--subjects', 'subject_01', '--steps', '1',
+      '--slices-per-step', '1', '--prompts-per-slice', '1', '--slices-per-volume', '1', '--warmup', '0', '--out', out);
+  }
+  return path;
+}
+
 export async function startServer() {
   if (!existsSync(join(DIST, 'index.html'))) throw new Error(`${DIST} is not built: run scripts/build_web.sh`);
   const server = await serve(DIST, 0);

@@ -15,11 +15,10 @@ use crate::data::orient::axcodes;
 use crate::data::slicing::plane_axes;
 use crate::data::volume::{label_out_type, read_image, read_labels, write_labels};
 use crate::data::Volume;
-use crate::model::checkpoint::{load_checkpoint, load_lora};
-use crate::model::lora::{LoraConfig, LoraTarget};
+use crate::model::adapter::apply_adapter;
+use crate::model::checkpoint::load_checkpoint;
 use crate::model::Sam;
 use crate::segment::{Session, SliceMask, SlicePrompt};
-use crate::weights::StateDict;
 
 struct Model {
     sam: Sam,
@@ -74,16 +73,22 @@ impl Engine {
     }
 
     /// Loads a `.safetensors` / `.pth` SAM checkpoint (geometry read off its shapes) and
-    /// an optional LoRA adapter. Replaces the current model; cached embeddings are dropped.
+    /// optionally a brainsam adapter file (LoRA + prompt encoder + decoder, merged in).
+    /// Replaces the current model; cached embeddings are dropped.
     pub fn load_model(&self, weights: &[u8], adapter: Option<Vec<u8>>) -> Result<JsValue, JsError> {
         let (mut sam, geometry) =
             load_checkpoint(weights, &self.device).map_err(|e| err("model", e))?;
-        let mut lora = None;
+        let mut adapter_info = None;
         if let Some(a) = adapter {
-            let sd = StateDict::from_bytes(&a).map_err(|e| err("adapter", e))?;
-            let config = lora_config(&sd).map_err(|e| err("adapter", e))?;
-            load_lora(&mut sam, &config, sd, &self.device).map_err(|e| err("adapter", e))?;
-            lora = Some(config);
+            let meta = apply_adapter(&mut sam, &geometry, &a, &self.device)
+                .map_err(|e| err("adapter", e))?;
+            sam.image_encoder.merge_lora();
+            adapter_info = Some(serde_json::json!({
+                "rank": meta.lora.rank,
+                "alpha": meta.lora.alpha,
+                "base_sha256": meta.base_sha256,
+                "labels": meta.labels,
+            }));
         }
         let parameters: usize = sam.param_counts().iter().map(|(_, n)| n).sum();
         let mut st = self
@@ -96,8 +101,9 @@ impl Engine {
         st.model = Some(Model { sam });
         to_js(&serde_json::json!({
             "geometry": geometry,
+            "attention_bytes": largest_attention_bytes(&geometry),
             "parameters": parameters,
-            "adapter": lora.map(|c| serde_json::json!({"rank": c.rank, "alpha": c.alpha})),
+            "adapter": adapter_info,
         }))
     }
 
@@ -299,6 +305,22 @@ impl Engine {
     }
 }
 
+/// Bytes of the largest attention-score buffer the encoder makes (`heads × n × n` f32 for
+/// the whole grid in a global block, or for all windows at once), to hold against WebGPU's
+/// default 128 MiB storage-binding limit.
+fn largest_attention_bytes(g: &crate::model::Geometry) -> u64 {
+    let grid = (g.image_size / g.patch_size.max(1)) as u64;
+    let heads = g.num_heads as u64;
+    let global = if g.global_attn_indexes.is_empty() {
+        0
+    } else {
+        heads * grid.pow(4) * 4
+    };
+    let w = g.window_size.max(1) as u64;
+    let windowed = grid.div_ceil(w).pow(2) * heads * w.pow(4) * 4;
+    global.max(windowed)
+}
+
 fn no_image() -> JsError {
     JsError::new("no image is loaded")
 }
@@ -352,33 +374,6 @@ fn slice_prompt(
         bbox,
         mask_input,
     })
-}
-
-/// Rank and targets from the adapter's tensor names and shapes
-/// (`image_encoder.blocks.{i}.attn.lora_{q,k,v,proj}.a` is `[in, rank]`); alpha = rank.
-fn lora_config(sd: &StateDict) -> Result<LoraConfig, String> {
-    let mut rank = None;
-    let mut targets = Vec::new();
-    for (name, t) in [
-        ("q", LoraTarget::Q),
-        ("k", LoraTarget::K),
-        ("v", LoraTarget::V),
-        ("proj", LoraTarget::Proj),
-    ] {
-        if let Some(shape) = sd.shape(&format!("image_encoder.blocks.0.attn.lora_{name}.a")) {
-            match (shape, rank) {
-                ([_, r], None) => rank = Some(*r),
-                ([_, r], Some(prev)) if *r == prev => {}
-                _ => return Err(format!("lora_{name}.a has shape {shape:?}")),
-            }
-            targets.push(t);
-        }
-    }
-    let rank = rank.ok_or("no LoRA tensors (image_encoder.blocks.0.attn.lora_*.a) found")?;
-    Ok(LoraConfig::new()
-        .with_rank(rank)
-        .with_alpha(rank as f64)
-        .with_targets(targets))
 }
 
 async fn warm_up(sam: &Sam, device: &Device) -> Result<(Vec<f64>, Vec<f64>), JsError> {

@@ -319,12 +319,14 @@ async function loadModel(args, label) {
     const g = info.geometry;
     $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
     state.focusKey = '';
+    notice('adapter', null);
+    notice('attention', null);
     if (info.adapter && info.adapter.base_sha256 !== info.modelSha256) {
-      notice(`The adapter was trained on another base model (sha256 ${info.adapter.base_sha256.slice(0, 12)}…); its masks may be poor.`);
+      notice('adapter', `The adapter was trained on another base model (sha256 ${info.adapter.base_sha256.slice(0, 12)}…); its masks may be poor.`);
     }
     // WebGPU guarantees 128 MiB per storage binding; larger attention maps may fail to run.
     if (state.backend === 'webgpu' && info.attention_bytes > 128 * 2 ** 20) {
-      notice(`This model's largest attention map (${fmtBytes(info.attention_bytes)}) exceeds WebGPU's default 128 MiB buffer binding; it may fail on some GPUs.`);
+      notice('attention', `This model's largest attention map (${fmtBytes(info.attention_bytes)}) exceeds WebGPU's default 128 MiB buffer binding; it may fail on some GPUs.`);
     }
     await refreshMemory();
     showTimings();
@@ -341,7 +343,7 @@ const readFile = (f) => f.arrayBuffer();
 $('file-image').onchange = (e) => { const f = e.target.files[0]; if (f) edit(async () => openImage(await readFile(f), f.name)); e.target.value = ''; };
 $('file-model').onchange = (e) => {
   const f = e.target.files[0];
-  if (f) edit(async () => { state.modelFile = await readFile(f); await loadModel({ bytes: state.modelFile.slice(0) }, f.name); notice(null); });
+  if (f) edit(async () => { state.modelFile = await readFile(f); await loadModel({ bytes: state.modelFile.slice(0) }, f.name); notice('model', null); });
   e.target.value = '';
 };
 $('file-adapter').onchange = (e) => {
@@ -375,9 +377,13 @@ addEventListener('drop', (e) => {
   if (f) edit(async () => openImage(await readFile(f), f.name));
 });
 
-function notice(text) {
-  $('notice').hidden = !text;
-  $('notice').textContent = text || '';
+// Notices by topic (backend, model, adapter, attention); each replaces its own.
+const notices = new Map();
+function notice(topic, text) {
+  if (text) notices.set(topic, text);
+  else notices.delete(topic);
+  $('notice').hidden = notices.size === 0;
+  $('notice').textContent = [...notices.values()].join(' ');
 }
 
 // ---- start -------------------------------------------------------------------------------
@@ -391,8 +397,7 @@ async function start() {
   renderStructures();
   $('backend').textContent = info.backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
   $('backend').className = `badge ${info.backend === 'webgpu' ? 'gpu' : 'cpu'}`;
-  const notes = [];
-  if (info.backend !== 'webgpu') notes.push(`WebGPU is not available${info.reason ? ` (${info.reason})` : ''}: the model runs on the CPU in WebAssembly, which is much slower.`);
+  if (info.backend !== 'webgpu') notice('backend', `Running on the CPU in WebAssembly (${info.reason || 'requested'}). WebGPU on a hardware GPU would be much faster.`);
   if (build.sample && params.get('sample') !== '0') {
     await edit(async () => {
       const res = await fetch(build.sample.url);
@@ -402,13 +407,12 @@ async function start() {
   }
   if (build.model && params.get('model') !== '0') {
     state.bundledUrl = build.model.url;
-    if (!build.model.trained) notes.push('The bundled model is not trained: its masks are meaningless. Load a trained model (Model → Other model…).');
+    if (!build.model.trained) notice('model', 'The bundled model is not trained: its masks are meaningless. Load a trained model (Model → Other model…).');
     await edit(() => loadModel({ url: build.model.url }, build.model.name));
   } else {
-    notes.push('No trained model is bundled with this build: choose a SAM checkpoint (.safetensors or .pth) under Model → Other model… to segment.');
+    notice('model', 'No trained model is bundled with this build: choose a SAM checkpoint (.safetensors or .pth) under Model → Other model… to segment.');
     $('model-info').textContent = 'no model bundled';
   }
-  notice(notes.join(' '));
   document.body.dataset.state = 'ready';
 }
 

@@ -292,7 +292,7 @@ describe('brainsam in Chromium without WebGPU', () => {
 
   test('falls back to the CPU with a notice and still segments', async () => {
     assert.equal((await p2.textContent('#backend')).trim(), 'CPU (wasm)');
-    assert.match(await p2.textContent('#notice'), /WebGPU is not available/);
+    assert.match(await p2.textContent('#notice'), /Running on the CPU in WebAssembly \(no WebGPU adapter\)/);
     if (!build.model) {
       await p2.setInputFiles('#file-model', randomModel());
       await p2.waitForFunction(() => window.brainsam.state.model, null, { timeout: 600_000 });
@@ -301,6 +301,7 @@ describe('brainsam in Chromium without WebGPU', () => {
       await p2.setInputFiles('#file-image', synthVolume().image);
       await p2.waitForFunction(() => window.brainsam.state.volume, null, { timeout: 120_000 });
     }
+    assert.match(await p2.textContent('#notice'), /Running on the CPU/, 'the notice stays after a model loads');
     const at = await p2.evaluate(() => {
       const d = window.brainsam.state.volume.dims;
       return window.brainsam.viewer.pixelToClient(2, Math.floor(d[0] / 2), Math.floor(d[1] / 2));
@@ -322,7 +323,7 @@ describe('brainsam in Chromium without WebGPU', () => {
     assert.match(await p2.textContent('#model-info'), /\+ LoRA adapter \(rank 4\)/);
     assert.doesNotMatch(await p2.textContent('#notice'), /another base model/);
     // Same click as before: the trained decoder answers differently.
-    const at = await p2.evaluate((m) => window.brainsam.viewer.pixelToClient(2, ...window.brainsam.state.prompt.points[0]), before);
+    const at = await p2.evaluate(() => window.brainsam.viewer.pixelToClient(2, ...window.brainsam.state.prompt.points[0]));
     await p2.click('#clear');
     await p2.mouse.click(at.x, at.y);
     await p2.evaluate(() => window.brainsam.state.chain);

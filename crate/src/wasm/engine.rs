@@ -409,28 +409,34 @@ async fn warm_up(sam: &Sam, device: &Device) -> Result<(Vec<f64>, Vec<f64>), JsE
         sync(device).await?;
         enc.push(now_ms() - t);
     }
-    // Each prompt size is its own kernel shape: one, two and three points, a box.
-    let prompts = [
-        (vec![[32.0, 32.0, 1.0]], None),
-        (vec![[32.0, 32.0, 1.0], [5.0, 5.0, 0.0]], None),
-        (
-            vec![[32.0, 32.0, 1.0], [5.0, 5.0, 0.0], [33.0, 30.0, 1.0]],
-            None,
-        ),
-        (vec![], Some([20.0, 20.0, 44.0, 44.0])),
-        (vec![[32.0, 32.0, 1.0]], None),
-    ];
-    for (points, bbox) in prompts {
+    // Each prompt size is its own kernel shape (measured in Chromium: new shapes up to six
+    // points cost a compile, more did not): one to six points, a box, a box and a point,
+    // then two points with the previous logits as mask input (how the page refines).
+    let point = |i: usize| [(20 + 4 * i) as f32, 32.0, (i % 2 == 0) as u8 as f32];
+    let mut prompts: Vec<(Vec<[f32; 3]>, Option<[f32; 4]>)> = (1..=6)
+        .map(|n| ((0..n).map(point).collect(), None))
+        .collect();
+    let bbox = Some([20.0, 20.0, 44.0, 44.0]);
+    prompts.extend([
+        (vec![], bbox),
+        (vec![point(0)], bbox),
+        (vec![point(0), point(1)], None),
+    ]);
+    let last = prompts.len() - 1;
+    let mut logits = None;
+    for (i, (points, bbox)) in prompts.into_iter().enumerate() {
         let p = SlicePrompt {
             points,
             bbox,
-            mask_input: None,
+            mask_input: if i == last { logits.take() } else { None },
         };
         let t = now_ms();
-        s.predict(sam, 2, 0, &p)
+        let m = s
+            .predict(sam, 2, 0, &p)
             .await
             .map_err(|e| err("warm-up", e))?;
         dec.push(now_ms() - t);
+        logits = Some(m.low_res_logits);
     }
     Ok((enc, dec))
 }

@@ -12,7 +12,8 @@ const { server, origin } = await startServer();
 const results = {};
 for (const webgpu of [true, false]) {
   const browser = await launch({ webgpu });
-  const { page } = await openPage(browser, `${origin}/?sample=0`);
+  // WebGPU is forced: "auto" prefers the CPU over a software adapter such as SwiftShader.
+  const { page } = await openPage(browser, `${origin}/?sample=0&backend=${webgpu ? 'webgpu' : 'auto'}`);
   if (!build.model) {
     await page.setInputFiles('#file-model', randomModel());
     await page.waitForFunction(() => window.brainsam.state.model, null, { timeout: 600_000 });

@@ -20,7 +20,8 @@ const PUTAMEN = 5; // Left-Putamen in the page's ids (FreeSurfer 12)
 const TRAINED_MIN_SLICE_DICE = 0.5;
 const PYTHON = join(ROOT, process.env.BRAINSAM_VENV || '.venv', 'bin/python');
 
-let synth, build;
+let synth;
+const build = buildInfo(); // what dist/ ships: sample, model, trained or not
 const firstClick = {}; // backend → pixels of the first putamen mask
 const ctx = {}; // the page the shared steps act on
 
@@ -184,7 +185,6 @@ function assertSameOrigin(log, origin) {
 describe('brainsam in Chromium on WebGPU', () => {
   let server, origin, browser, log;
   before(async () => {
-    build = buildInfo();
     synth = synthVolume();
     ({ server, origin } = await startServer());
     browser = await launch({ webgpu: true });
@@ -284,7 +284,6 @@ describe('brainsam in Chromium on WebGPU', () => {
 describe('brainsam in Chromium without WebGPU', () => {
   let server, origin, browser, log;
   before(async () => {
-    build = buildInfo();
     synth = synthVolume();
     ({ server, origin } = await startServer());
     browser = await launch({ webgpu: false });
@@ -302,10 +301,32 @@ describe('brainsam in Chromium without WebGPU', () => {
     assert.match(await page.textContent('#notice'), /Running on the CPU in WebAssembly \(no WebGPU adapter\)/);
     await ensureModel();
     assert.match(await page.textContent('#notice'), /Running on the CPU/, 'the notice stays after a model loads');
-    await uploadSynthetic();
+  });
+
+  // What `npm start` shows: the bundled MNI152 template, one click in the left putamen.
+  test('the bundled sample: one click in the left putamen', { skip: !build.sample && 'no sample in this build' }, async () => {
+    const page = ctx.page;
+    // MNI (-25, 2, 0) mm lies in the left putamen; the template is stored RAS, so its
+    // voxels are the page's canonical ones.
+    const [x, y, z] = JSON.parse(execFileSync(PYTHON, ['-c', `
+import json, sys, nibabel as nib, numpy as np
+a = nib.load(sys.argv[1]).affine
+print(json.dumps([int(round(v)) for v in np.linalg.solve(a, [-25, 2, 0, 1])[:3]]))`, join(DIST, build.sample.url)], { encoding: 'utf8' }));
+    await chooseStructure(PUTAMEN);
+    await goTo({ index: z, u: x, v: y });
+    const at = await clientOf(2, x, y);
+    await page.mouse.click(at.x, at.y);
+    await settle(page);
+    assert.equal(await errorText(), '');
+    const m = await page.evaluate(() => window.brainsam.state.lastMask);
+    console.log(`sample, voxel ${[x, y, z]}: ${m.pixels} px, predicted IoU ${m.iou.toFixed(3)}`);
+    await screenshot(page, '00-sample-click');
+    // The putamen's axial section at z = 0 is ~4 cm²: a trained model's mask is of that order.
+    if (build.model?.trained) assert.ok(m.pixels >= 100 && m.pixels <= 1500, `${m.pixels} px`);
   });
 
   test('a click and a box on the CPU', async () => {
+    await uploadSynthetic();
     await clickPutamen('03-click-cpu');
     const s = await ctx.page.evaluate(() => ({ enc: window.brainsam.state.encodeMs, dec: window.brainsam.state.decodeMs }));
     console.log(`CPU fallback: encoder ${Math.round(s.enc.at(-1))} ms, decoder ${Math.round(s.dec.at(-1))} ms`);

@@ -242,7 +242,9 @@ mod tests {
             [-1.0, 0.0, 0.0, 4.0],
             [0.0, 0.0, 0.0, 1.0],
         ];
-        let data = (0..dims.iter().product::<usize>()).map(|i| i as f32).collect();
+        let data = (0..dims.iter().product::<usize>())
+            .map(|i| i as f32)
+            .collect();
         Volume::new(dims, data, affine).unwrap()
     }
 
@@ -255,7 +257,13 @@ mod tests {
         let mut data = vec![0u8; d[1] * d[0]];
         let (rows, cols) = (d[1], d[0]);
         data[row * cols + col] = 1;
-        let mask = SliceMask { rows, cols, data, iou: 1.0, low_res_logits: vec![] };
+        let mask = SliceMask {
+            rows,
+            cols,
+            data,
+            iou: 1.0,
+            low_res_logits: vec![],
+        };
         let mut canon = vec![0i32; d.iter().product()];
         s.paste(&mut canon, axis, index, &mask, 7).unwrap();
         let out = s.to_source(canon).unwrap();
@@ -264,7 +272,11 @@ mod tests {
         let hits: Vec<usize> = (0..out.data.len()).filter(|i| out.data[*i] == 7).collect();
         assert_eq!(hits.len(), 1);
         let i = hits[0];
-        let sv = [i % src.dims[0], (i / src.dims[0]) % src.dims[1], i / (src.dims[0] * src.dims[1])];
+        let sv = [
+            i % src.dims[0],
+            (i / src.dims[0]) % src.dims[1],
+            i / (src.dims[0] * src.dims[1]),
+        ];
         let cv = slicing::slice_to_voxel(axis, index, col, row).unwrap();
         let to_f = |v: [usize; 3]| [v[0] as f64, v[1] as f64, v[2] as f64];
         let w_src = src.voxel_to_world(to_f(sv));
@@ -294,16 +306,55 @@ mod tests {
         let sam = g.config().init(&device);
         let mut s = Session::new(&oblique_volume(), device).unwrap();
         for p in [
-            SlicePrompt { points: vec![[99.0, 1.0, 1.0]], ..Default::default() },
-            SlicePrompt { points: vec![[1.0, 1.0, 3.0]], ..Default::default() },
-            SlicePrompt { bbox: Some([3.0, 1.0, 1.0, 2.0]), ..Default::default() },
+            SlicePrompt {
+                points: vec![[99.0, 1.0, 1.0]],
+                ..Default::default()
+            },
+            SlicePrompt {
+                points: vec![[1.0, 1.0, 3.0]],
+                ..Default::default()
+            },
+            SlicePrompt {
+                bbox: Some([3.0, 1.0, 1.0, 2.0]),
+                ..Default::default()
+            },
             SlicePrompt::default(),
         ] {
-            assert!(pollster::block_on(s.predict(&sam, 2, 1, &p)).is_err(), "{p:?}");
+            assert!(
+                pollster::block_on(s.predict(&sam, 2, 1, &p)).is_err(),
+                "{p:?}"
+            );
         }
-        assert!(pollster::block_on(s.predict(&sam, 2, 99, &SlicePrompt { points: vec![[1.0, 1.0, 1.0]], ..Default::default() })).is_err());
-        assert!(pollster::block_on(s.predict(&sam, 5, 0, &SlicePrompt { points: vec![[1.0, 1.0, 1.0]], ..Default::default() })).is_err());
-        let ok = pollster::block_on(s.predict(&sam, 2, 1, &SlicePrompt { points: vec![[1.0, 1.0, 1.0]], ..Default::default() })).unwrap();
+        assert!(pollster::block_on(s.predict(
+            &sam,
+            2,
+            99,
+            &SlicePrompt {
+                points: vec![[1.0, 1.0, 1.0]],
+                ..Default::default()
+            }
+        ))
+        .is_err());
+        assert!(pollster::block_on(s.predict(
+            &sam,
+            5,
+            0,
+            &SlicePrompt {
+                points: vec![[1.0, 1.0, 1.0]],
+                ..Default::default()
+            }
+        ))
+        .is_err());
+        let ok = pollster::block_on(s.predict(
+            &sam,
+            2,
+            1,
+            &SlicePrompt {
+                points: vec![[1.0, 1.0, 1.0]],
+                ..Default::default()
+            },
+        ))
+        .unwrap();
         assert_eq!((ok.rows, ok.cols), (s.dims()[1], s.dims()[0]));
         let vol = pollster::block_on(s.propagate(&sam, 2, 1, &ok, &mut |_, _| {})).unwrap();
         assert_eq!(vol.len(), s.dims().iter().product::<usize>());

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Evaluates the bundled model on the held-out label maps (never seen in training): box prompts
+# in the trained contrasts (t1, t2) and in unseen ones (pd, flair), one point per slice in t1.
+# Writes weights/eval/<contrast>_<prompt>.txt; scripts/bundle_model.py puts them in the manifest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${BRAINSAM_BIN:-target/release/brainsam}"
+DATA="${BRAINSAM_DATA:-../shared/data}/label_maps"
+SUBJECTS="${HELD_OUT:-subject_13,subject_14,subject_15}"
+MODEL="${MODEL:-weights/brainsam-default.safetensors}"
+OUT="${EVAL_OUT:-weights/eval}"
+mkdir -p "$OUT"
+for spec in ${RUNS:-t1:box t2:box pd:box flair:box t1:point}; do
+  c="${spec%%:*}" p="${spec##*:}"
+  echo "== $c $p"
+  {
+    echo "brainsam evaluate --model $MODEL --label-maps $DATA --subjects $SUBJECTS --contrast $c --prompt $p --seed 0 --axis axial"
+    "$BIN" evaluate --model "$MODEL" ${ADAPTER:+--adapter "$ADAPTER"} --label-maps "$DATA" \
+      --subjects "$SUBJECTS" --contrast "$c" --prompt "$p" --seed 0 --axis axial
+  } | tee "$OUT/${c}_${p}.txt" | tail -1
+done

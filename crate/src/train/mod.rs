@@ -316,3 +316,87 @@ mod tests {
         );
     }
 }
+
+/// The same training step on wgpu (software Vulkan in CI) as on NdArray.
+#[cfg(all(test, feature = "ndarray", feature = "wgpu"))]
+mod wgpu_tests {
+    use super::*;
+    use crate::model::checkpoint::{load_sam, state_dict};
+    use crate::model::Geometry;
+    use burn::optim::AdamWConfig;
+
+    #[test]
+    fn a_step_on_wgpu_matches_ndarray() {
+        let Ok(gpu) = pollster::block_on(crate::backend::gpu()) else {
+            panic!("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh)");
+        };
+        let cpu = crate::backend::cpu();
+        cpu.seed(4);
+        let g = Geometry {
+            embed_dim: 32,
+            depth: 2,
+            num_heads: 2,
+            global_attn_indexes: vec![1],
+            image_size: 64,
+            patch_size: 8,
+            window_size: 4,
+        };
+        let sd = pollster::block_on(state_dict(&g.config().init(&cpu))).unwrap();
+        let mut target = vec![0.0f32; 32 * 32];
+        for y in 8..20 {
+            for x in 10..24 {
+                target[y * 32 + x] = 1.0;
+            }
+        }
+        let image: Vec<f32> = (0..3 * 64 * 64)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let run = |device: Device| -> (f32, Vec<f32>) {
+            let sam = load_sam(&g.config(), sd.clone(), &device).unwrap();
+            let batch = Batch {
+                images: Tensor::from_data(TensorData::new(image.clone(), [1, 3, 64, 64]), &device),
+                boxes: Some(Tensor::from_data(
+                    TensorData::new(vec![20.0f32, 16.0, 48.0, 40.0], [1, 4]),
+                    &device,
+                )),
+                points: None,
+                targets: Tensor::from_data(
+                    TensorData::new(target.clone(), [1, 1, 32, 32]),
+                    &device,
+                ),
+                correction: None,
+            };
+            let mut optim = AdamWConfig::new().init();
+            let (sam, loss) = step(sam, &mut optim, &[batch], 1e-3, LossWeights::default());
+            let after = pollster::block_on(state_dict(&sam)).unwrap();
+            let w = after
+                .get("mask_decoder.output_upscaling.0.weight")
+                .unwrap()
+                .data
+                .clone();
+            (loss, w)
+        };
+        let (l_cpu, w_cpu) = run(cpu.autodiff());
+        let (l_gpu, w_gpu) = run(gpu.autodiff());
+        assert!((l_cpu - l_gpu).abs() < 1e-4, "loss {l_cpu} vs {l_gpu}");
+        let d = w_cpu
+            .iter()
+            .zip(&w_gpu)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-4, "updated weights differ by {d}");
+        let w0 = &sd
+            .get("mask_decoder.output_upscaling.0.weight")
+            .unwrap()
+            .data;
+        let moved = w0
+            .iter()
+            .zip(&w_cpu)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            moved > 1e-4,
+            "the step did not move the weights: the comparison is vacuous"
+        );
+    }
+}

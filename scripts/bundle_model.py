@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes weights/manifest.json for the bundled model from a training run and evaluation logs.
 
-usage: bundle_model.py RUN_DIR MODEL_FILE EVAL_DIR
+usage: bundle_model.py RUN_DIR MODEL_FILE EVAL_DIR [NOTE]
 
 RUN_DIR holds the trainer's config.json; MODEL_FILE is the shipped file (weights/...);
 EVAL_DIR holds `brainsam evaluate` outputs named <what>.txt whose last line is mean_dice=...
@@ -15,6 +15,7 @@ import sys
 
 def main():
     run, model, evals = sys.argv[1:4]
+    note = sys.argv[4] if len(sys.argv) > 4 else None
     cfg = json.load(open(os.path.join(run, "config.json")))
     with open(model, "rb") as f:
         data = f.read()
@@ -53,8 +54,10 @@ def main():
             "contrasts": cfg["config"]["contrasts"],
         },
         "training": {
-            "steps_logged": len(rows),
-            "final_slices_per_s": float(rows[-1][3]) if rows else None,
+            "steps": max((int(r[0]) for r in rows), default=0),
+            "final_loss_mean_last_100": (sum(float(r[1]) for r in rows[-100:]) / len(rows[-100:])) if rows else None,
+            "slices_per_s": float(rows[-1][3]) if rows else None,
+            "note": note,
         },
         "evaluation": results,
     }

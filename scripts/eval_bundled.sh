@@ -14,7 +14,7 @@ for spec in ${RUNS:-t1:box t2:box pd:box flair:box t1:point}; do
   c="${spec%%:*}" p="${spec##*:}"
   echo "== $c $p"
   {
-    echo "brainsam evaluate --model $MODEL --label-maps $DATA --subjects $SUBJECTS --contrast $c --prompt $p --seed 0 --axis axial"
+    echo "brainsam evaluate --model $MODEL ${ADAPTER:+--adapter $ADAPTER }--label-maps $DATA --subjects $SUBJECTS --contrast $c --prompt $p --seed 0 --axis axial"
     "$BIN" evaluate --model "$MODEL" ${ADAPTER:+--adapter "$ADAPTER"} --label-maps "$DATA" \
       --subjects "$SUBJECTS" --contrast "$c" --prompt "$p" --seed 0 --axis axial
   } | tee "$OUT/${c}_${p}.txt" | tail -1

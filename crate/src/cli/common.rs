@@ -106,11 +106,17 @@ pub fn label_maps(dir: &Path, only: &[String]) -> Res<Vec<(String, PathBuf)>> {
     Ok(v)
 }
 
-/// A FreeSurfer label map → common ids, canonical orientation.
+/// A FreeSurfer label map in canonical orientation, every label kept: synthesis needs the
+/// whole anatomy (white matter, cortex, CSF...) to make a realistic image; the targets are
+/// mapped to common ids only after synthesis.
 pub fn load_label_map(path: &Path) -> Res<LabelVolume> {
     let l = read_labels(&read_file(path)?)?.volume;
-    let common = to_common(&l, Convention::FreeSurfer, false);
-    Ok(to_canonical(&common)?.0)
+    Ok(to_canonical(&l)?.0)
+}
+
+/// FreeSurfer labels → the common subcortical ids.
+pub fn common(labels: &LabelVolume) -> LabelVolume {
+    to_common(labels, Convention::FreeSurfer, false)
 }
 
 /// Real (image, labels) pairs of a dataset, canonical, labels in common ids.

@@ -135,7 +135,8 @@ pub fn run(a: &EvaluateArgs) -> Res {
                             .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)),
                 )
                 .next_u64();
-                synthesize(&lab, &cfg, s)?
+                let (image, deformed) = synthesize(&lab, &cfg, s)?;
+                (image, super::common::common(&deformed))
             }
             _ => continue,
         };

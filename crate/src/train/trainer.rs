@@ -13,6 +13,7 @@ use super::batch::to_batch;
 use super::sampler::{sample_slice, SamplerConfig};
 use super::schedule::{Decay, Schedule};
 use super::{checkpoint, prepare_lora, step, LossWeights, TrainError};
+use crate::data::labels::{to_common, Convention};
 use crate::data::rng::Rng;
 use crate::data::slicing::Normalizer;
 use crate::data::synth::{synthesize, Contrast, SynthConfig};
@@ -49,8 +50,9 @@ pub struct TrainConfig {
     pub correction_prob: f64,
 }
 
-/// A training volume: labels to synthesise images from, or a real image with its labels.
-/// Both canonical, labels in common ids.
+/// A training volume: a FreeSurfer label map to synthesise images from (every label kept:
+/// the image needs the whole anatomy; targets become common ids after synthesis), or a
+/// real image with its labels in common ids. Both canonical.
 #[derive(Clone)]
 pub struct TrainVolume {
     pub name: String,
@@ -96,7 +98,8 @@ fn prepare(
                 Contrast::Random => SynthConfig::randomized(),
                 k => SynthConfig::preset(k),
             };
-            synthesize(&tv.labels, &cfg, rng.next_u64())?
+            let (image, deformed) = synthesize(&tv.labels, &cfg, rng.next_u64())?;
+            (image, to_common(&deformed, Convention::FreeSurfer, false))
         }
     };
     let norm = Normalizer::robust(&image)?;
@@ -249,16 +252,16 @@ mod tests {
 
     fn toy_labels() -> LabelVolume {
         let n = 24;
-        let mut data = vec![0i32; n * n * n];
+        let mut data = vec![2i32; n * n * n]; // white matter around the structures
         for z in 6..18 {
             for y in 5..12 {
                 for x in 4..11 {
-                    data[x + n * (y + n * z)] = 1;
+                    data[x + n * (y + n * z)] = 10; // FreeSurfer left thalamus
                 }
             }
             for y in 9..19 {
                 for x in 13..20 {
-                    data[x + n * (y + n * z)] = 2;
+                    data[x + n * (y + n * z)] = 11; // left caudate
                 }
             }
         }
@@ -284,7 +287,7 @@ mod tests {
             sampler: SamplerConfig::default(),
             contrasts: vec!["t1".into(), "t2".into()],
             slices_per_volume: 3,
-            labels: vec![1, 2],
+            labels: vec![1, 3],
             seed: 5,
             checkpoint_every: 0,
             lora,

@@ -407,7 +407,8 @@ async function start() {
   }
   if (build.model && params.get('model') !== '0') {
     state.bundledUrl = build.model.url;
-    if (!build.model.trained) notice('model', 'The bundled model is not trained: its masks are meaningless. Load a trained model (Model → Other model…).');
+    if (build.model.weak) notice('model', 'The bundled model is an early one, below the quality this app aims at (see weights/manifest.json): expect poor masks. Load a better model under Model → Other model….');
+    else if (!build.model.trained) notice('model', 'The bundled model is not trained: its masks are meaningless. Load a trained model (Model → Other model…).');
     await edit(() => loadModel({ url: build.model.url }, build.model.name));
   } else {
     notice('model', 'No trained model is bundled with this build: choose a SAM checkpoint (.safetensors or .pth) under Model → Other model… to segment.');

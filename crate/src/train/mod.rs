@@ -327,8 +327,16 @@ mod wgpu_tests {
 
     #[test]
     fn a_step_on_wgpu_matches_ndarray() {
-        let Ok(gpu) = pollster::block_on(crate::backend::gpu()) else {
-            panic!("no wgpu adapter: install mesa-vulkan-drivers (scripts/setup.sh)");
+        // Another test may already have created the default wgpu device lazily (burn puts
+        // loaded optimiser state on the default device): then use that one.
+        let gpu = match pollster::block_on(crate::backend::gpu()) {
+            Ok(d) => d,
+            Err(e) if e.contains("already initialized") => {
+                Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+            }
+            Err(e) => {
+                panic!("no wgpu adapter ({e}): install mesa-vulkan-drivers (scripts/setup.sh)")
+            }
         };
         let cpu = crate::backend::cpu();
         cpu.seed(4);

@@ -15,7 +15,7 @@ fi
 cargo test -p brainsam --features wgpu --lib --bins
 # Parity prints its measured errors and timings per fixture.
 cargo test -p brainsam --features wgpu --test parity_ndarray --test parity_wgpu -- --nocapture
-cargo build -p brainsam --lib --target wasm32-unknown-unknown --no-default-features --features wgpu
-# The browser app in headless Chromium (WebGPU on SwiftShader, CPU fallback).
+# The browser app in headless Chromium (WebGPU on SwiftShader, CPU fallback); building it
+# is the crate's wasm32 build check.
 scripts/test_e2e.sh
 echo "all tests passed"

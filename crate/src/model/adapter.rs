@@ -28,7 +28,7 @@ pub struct AdapterMeta {
 const META_KEY: &str = "brainsam_adapter";
 
 fn is_lora_key(k: &str) -> bool {
-    k.contains(".attn.lora_")
+    k.contains(".attn.lora_") || k.contains(".mlp.lora_")
 }
 
 /// The adapter of `sam` (adapters + prompt encoder + mask decoder) as safetensors bytes.

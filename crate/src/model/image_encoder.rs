@@ -11,7 +11,7 @@ use super::common::{
     chunked_attention, conv2d_matmul, Activation, LayerNorm2d, MlpBlock, NamedParams, ParamRef,
     Visitor,
 };
-use super::lora::{AttentionLora, LoraConfig};
+use super::lora::{AttentionLora, LoraConfig, LoraTarget, MlpLora};
 use crate::weights::{HostTensor, WeightsError};
 
 /// Geometry of the ViT image encoder.
@@ -115,31 +115,41 @@ impl ImageEncoder {
 impl ImageEncoder {
     /// Adds fresh adapters (B = 0, so outputs are unchanged) to every block.
     pub fn add_lora(&mut self, config: &LoraConfig, device: &Device) {
+        let attention = config.targets.iter().any(|t| *t != LoraTarget::Mlp);
+        let mlp = config.targets.contains(&LoraTarget::Mlp);
         for block in &mut self.blocks {
-            let [dim, _] = block.attn.proj.weight.dims();
-            block.attn.lora = Some(AttentionLora::new(dim, config, device));
+            let [dim, hidden] = block.mlp.lin1.weight.dims();
+            block.attn.lora = attention.then(|| AttentionLora::new(dim, config, device));
             block.attn.merged_lora = None;
+            block.mlp_lora = mlp.then(|| MlpLora::new(dim, hidden, config, device));
+            block.merged_mlp_lora = None;
         }
     }
 
     pub fn has_lora(&self) -> bool {
-        self.blocks.iter().any(|b| b.attn.lora.is_some())
+        self.blocks
+            .iter()
+            .any(|b| b.attn.lora.is_some() || b.mlp_lora.is_some())
     }
 
     pub fn merge_lora(&mut self) {
-        self.blocks.iter_mut().for_each(|b| b.attn.merge_lora());
+        self.blocks.iter_mut().for_each(Block::merge_lora);
     }
 
     pub fn unmerge_lora(&mut self) {
-        self.blocks.iter_mut().for_each(|b| b.attn.unmerge_lora());
+        self.blocks.iter_mut().for_each(Block::unmerge_lora);
     }
 
-    /// Names the adapter tensors `{prefix}.blocks.{i}.attn.lora_{q,k,v,proj}.{a,b}`
-    /// (`a` is `[in, rank]`, `b` is `[rank, out]`).
+    /// Names the adapter tensors `{prefix}.blocks.{i}.attn.lora_{q,k,v,proj}.{a,b}` and
+    /// `{prefix}.blocks.{i}.mlp.lora_{lin1,lin2}.{a,b}` (`a` is `[in, rank]`, `b` is
+    /// `[rank, out]`).
     pub fn visit_lora(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
         for (i, block) in self.blocks.iter_mut().enumerate() {
             if let Some(lora) = block.attn.lora.as_mut() {
                 lora.visit_named(&format!("{prefix}.blocks.{i}.attn"), f)?;
+            }
+            if let Some(lora) = block.mlp_lora.as_mut() {
+                lora.visit_named(&format!("{prefix}.blocks.{i}.mlp"), f)?;
             }
         }
         Ok(())
@@ -172,6 +182,9 @@ pub struct Block {
     pub norm2: LayerNorm,
     pub mlp: MlpBlock,
     pub window_size: usize,
+    /// MLP adapters (LoRA target `mlp`), unmerged and merged as for attention.
+    pub mlp_lora: Option<MlpLora>,
+    pub merged_mlp_lora: Option<MlpLora>,
 }
 
 impl Block {
@@ -188,6 +201,8 @@ impl Block {
             norm2: LayerNormConfig::new(d).with_epsilon(1e-6).init(device),
             mlp: MlpBlock::new(d, d * cfg.mlp_ratio, Activation::Gelu, device),
             window_size,
+            mlp_lora: None,
+            merged_mlp_lora: None,
         }
     }
 
@@ -204,7 +219,11 @@ impl Block {
             self.attn.forward(x)
         };
         let x = shortcut + x;
-        x.clone() + self.mlp.forward(self.norm2.forward(x))
+        let h = self.norm2.forward(x.clone());
+        x + match &self.mlp_lora {
+            Some(lora) => lora.forward(&self.mlp, h),
+            None => self.mlp.forward(h),
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Low-rank adapters (LoRA) on the image encoder's attention projections.
+//! Low-rank adapters (LoRA) on the image encoder's attention projections and, optionally,
+//! its MLPs.
 //!
 //! The paper's method (after SAMed): the encoder stays frozen and each adapted projection
 //! gains `ΔW = (alpha / rank) · A B` with `A: [in, r]`, `B: [r, out]`, B starting at zero so
@@ -7,11 +8,12 @@
 
 use burn::module::Param;
 use burn::prelude::*;
+use burn::tensor::activation::gelu;
 use burn::tensor::module::linear;
 use burn::tensor::Distribution;
 
-use super::common::{NamedParams, ParamRef, Visitor};
-use super::image_encoder::Attention;
+use super::common::{MlpBlock, NamedParams, ParamRef, Visitor};
+use super::image_encoder::{Attention, Block};
 use crate::weights::WeightsError;
 
 /// An attention projection an adapter can target.
@@ -21,6 +23,8 @@ pub enum LoraTarget {
     K,
     V,
     Proj,
+    /// Both layers of every block's MLP (`lin1`, `lin2`).
+    Mlp,
 }
 
 /// Where and how big the adapters are.
@@ -166,6 +170,64 @@ impl Attention {
     }
 }
 
+/// The adapters of one block's MLP: `lin1` (`dim → hidden`) and `lin2` (`hidden → dim`).
+#[derive(Module, Debug)]
+pub struct MlpLora {
+    pub lin1: LowRank,
+    pub lin2: LowRank,
+}
+
+impl MlpLora {
+    pub fn new(dim: usize, hidden: usize, config: &LoraConfig, device: &Device) -> Self {
+        Self {
+            lin1: LowRank::new(dim, hidden, config.rank, config.alpha, device),
+            lin2: LowRank::new(hidden, dim, config.rank, config.alpha, device),
+        }
+    }
+
+    /// The encoder's GELU MLP with both updates added to its layers' outputs.
+    pub fn forward<const D: usize>(&self, mlp: &MlpBlock, x: Tensor<D>) -> Tensor<D> {
+        let h = gelu(mlp.lin1.forward(x.clone()) + self.lin1.forward(x));
+        mlp.lin2.forward(h.clone()) + self.lin2.forward(h)
+    }
+}
+
+impl NamedParams for MlpLora {
+    fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        for (name, l) in [("lin1", &mut self.lin1), ("lin2", &mut self.lin2)] {
+            f(&format!("{prefix}.lora_{name}.a"), ParamRef::D2(&mut l.a))?;
+            f(&format!("{prefix}.lora_{name}.b"), ParamRef::D2(&mut l.b))?;
+        }
+        Ok(())
+    }
+}
+
+impl Block {
+    /// Folds attention and MLP adapters into the weights.
+    pub fn merge_lora(&mut self) {
+        self.attn.merge_lora();
+        if let Some(lora) = self.mlp_lora.take() {
+            self.apply_mlp_delta(&lora, 1.0);
+            self.merged_mlp_lora = Some(lora);
+        }
+    }
+
+    /// Takes merged adapters back out of the weights.
+    pub fn unmerge_lora(&mut self) {
+        self.attn.unmerge_lora();
+        if let Some(lora) = self.merged_mlp_lora.take() {
+            self.apply_mlp_delta(&lora, -1.0);
+            self.mlp_lora = Some(lora);
+        }
+    }
+
+    fn apply_mlp_delta(&mut self, lora: &MlpLora, sign: f64) {
+        for (lin, l) in [(&mut self.mlp.lin1, &lora.lin1), (&mut self.mlp.lin2, &lora.lin2)] {
+            lin.weight = Param::from_tensor(lin.weight.val() + l.delta() * sign);
+        }
+    }
+}
+
 #[cfg(all(test, feature = "ndarray"))]
 mod tests {
     use super::*;
@@ -283,10 +345,55 @@ mod tests {
     }
 
     #[test]
+    fn mlp_adapters_change_the_output_merge_exactly_and_unmerge_to_the_base() {
+        let (mut sam, device) = small();
+        let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let base = sam.image_encoder.forward(x.clone());
+        let base_lin2 = sam.image_encoder.blocks[1].mlp.lin2.weight.val();
+        let config = LoraConfig::new().with_targets(vec![LoraTarget::Mlp]);
+        sam.image_encoder.add_lora(&config, &device);
+        assert_eq!(max_diff(base.clone(), sam.image_encoder.forward(x.clone())), 0.0);
+        for block in sam.image_encoder.blocks.iter_mut() {
+            assert!(block.attn.lora.is_none(), "no attention adapters were asked for");
+            let lora = block.mlp_lora.as_mut().unwrap();
+            for l in [&mut lora.lin1, &mut lora.lin2] {
+                l.b = Param::from_tensor(Tensor::random(
+                    l.b.dims(),
+                    Distribution::Normal(0.0, 0.5),
+                    &device,
+                ));
+            }
+        }
+        let adapted = sam.image_encoder.forward(x.clone());
+        assert!(max_diff(adapted.clone(), base.clone()) > 1e-3, "adapters had no effect");
+        sam.image_encoder.merge_lora();
+        assert!(sam.image_encoder.blocks[0].mlp_lora.is_none());
+        assert!(max_diff(adapted, sam.image_encoder.forward(x.clone())) < 1e-4);
+        sam.image_encoder.unmerge_lora();
+        let d: f32 = (sam.image_encoder.blocks[1].mlp.lin2.weight.val() - base_lin2)
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(d < 1e-5, "base lin2 changed by {d}");
+        let sd = pollster::block_on(crate::model::checkpoint::lora_state_dict(&sam)).unwrap();
+        assert_eq!(
+            sd.shape("image_encoder.blocks.0.mlp.lora_lin1.a"),
+            Some(&[32usize, 4][..])
+        );
+        assert_eq!(
+            sd.shape("image_encoder.blocks.0.mlp.lora_lin2.a"),
+            Some(&[128usize, 4][..])
+        );
+    }
+
+    #[test]
     fn rank_four_q_v_adapters_on_vit_b_have_the_expected_size() {
         // 12 blocks x (q, v) x (768 x 4 + 4 x 768).
         let device = crate::backend::cpu();
         let lora = AttentionLora::new(768, &LoraConfig::new(), &device);
         assert_eq!(lora.num_params() * 12, 147_456);
+        // MLP: 12 x (768 x 4 + 4 x 3072 + 3072 x 4 + 4 x 768).
+        let mlp = MlpLora::new(768, 3072, &LoraConfig::new(), &device);
+        assert_eq!(mlp.num_params() * 12, 368_640);
     }
 }

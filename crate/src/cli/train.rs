@@ -67,6 +67,10 @@ pub struct TrainArgs {
     /// Share of steps with point prompts (the rest use boxes).
     #[arg(long, default_value_t = 0.4)]
     pub point_prob: f64,
+    /// Share of box prompts aimed at a neighbouring slice (1-3 away) with the box of the
+    /// structure's mask here, as 3-D propagation prompts; the target may be empty.
+    #[arg(long, default_value_t = 0.2)]
+    pub neighbour_prob: f64,
     /// Share of slices given a second, corrective round: a point from the first
     /// prediction's error region plus its logits as mask input (SAM's interactive training).
     #[arg(long, default_value_t = 0.25)]
@@ -89,7 +93,7 @@ pub struct TrainArgs {
     pub lora_rank: usize,
     #[arg(long, default_value_t = 4.0)]
     pub lora_alpha: f64,
-    /// Adapted projections: q, k, v, proj.
+    /// Adapted layers: q, k, v, proj (attention), mlp (both MLP layers).
     #[arg(long, value_delimiter = ',', default_value = "q,v")]
     pub lora_targets: Vec<String>,
     #[arg(long, default_value_t = 0)]
@@ -112,7 +116,8 @@ fn targets(names: &[String]) -> Res<Vec<LoraTarget>> {
             "k" => Ok(LoraTarget::K),
             "v" => Ok(LoraTarget::V),
             "proj" => Ok(LoraTarget::Proj),
-            o => Err(format!("LoRA target `{o}` is not q, k, v or proj").into()),
+            "mlp" => Ok(LoraTarget::Mlp),
+            o => Err(format!("LoRA target `{o}` is not q, k, v, proj or mlp").into()),
         })
         .collect()
 }
@@ -194,6 +199,7 @@ pub fn run(a: &TrainArgs) -> Res {
             axes: a.axes.clone(),
             prompts_per_slice: a.prompts_per_slice,
             point_prob: a.point_prob,
+            neighbour_prob: a.neighbour_prob,
             ..Default::default()
         },
         contrasts: a.contrasts.clone(),

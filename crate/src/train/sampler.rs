@@ -23,6 +23,11 @@ pub struct SamplerConfig {
     pub crop_prob: f64,
     /// Probability of flipping / transposing the slice (orientation robustness).
     pub flip_prob: f64,
+    /// Share of box prompts taken from a neighbouring slice's mask (1–3 slices away), as
+    /// 3-D propagation prompts: the target may be smaller, shifted or empty where the
+    /// structure ends, which teaches the model that a box alone is not a structure.
+    #[serde(default)]
+    pub neighbour_prob: f64,
 }
 
 impl Default for SamplerConfig {
@@ -35,6 +40,7 @@ impl Default for SamplerConfig {
             box_jitter: 0.1,
             crop_prob: 0.3,
             flip_prob: 0.5,
+            neighbour_prob: 0.2,
         }
     }
 }
@@ -53,7 +59,8 @@ pub struct SliceSample {
 }
 
 /// Draws one slice through at least one of `labels_of_interest` and prompts up to
-/// `prompts_per_slice` of the structures it shows. None if no slice shows any.
+/// `prompts_per_slice` of the structures it shows (for propagation-style box prompts, the
+/// neighbouring slice those boxes are aimed at). None if no slice shows any.
 pub fn sample_slice(
     image: &Volume<f32>,
     norm: &Normalizer,
@@ -78,27 +85,44 @@ pub fn sample_slice(
     let i = voxels[rng.below(voxels.len())];
     let [nx, ny, _] = labels.dims;
     let p = [i % nx, (i / nx) % ny, i / (nx * ny)];
-    let index = p[axis];
+    // Propagation-style prompts: the box comes from this slice through the structure and
+    // the target is a neighbour up to 3 slices away, where the structure may have ended.
+    let source_index = p[axis];
+    let mut index = source_index;
+    if !use_points && cfg.neighbour_prob > 0.0 && rng.uniform() < cfg.neighbour_prob {
+        let d = 1 + rng.below(3);
+        let n = if rng.uniform() < 0.5 {
+            source_index.checked_sub(d)
+        } else {
+            Some(source_index + d)
+        };
+        index = n.filter(|n| *n < labels.dims[axis]).unwrap_or(source_index);
+    }
+    let neighbour = index != source_index;
     let img = slicing::slice(image, axis, index).ok()?;
-    let lab = slicing::slice(labels, axis, index).ok()?;
     let mut image = Plane {
         rows: img.rows,
         cols: img.cols,
         data: img.data.iter().map(|v| norm.to_u8(*v)).collect(),
     };
-    let mut lab = lab;
-    augment(&mut image, &mut lab, cfg, rng);
+    let mut planes = vec![slicing::slice(labels, axis, index).ok()?];
+    if neighbour {
+        planes.push(slicing::slice(labels, axis, source_index).ok()?);
+    }
+    augment(&mut image, &mut planes, cfg, rng);
+    let source = planes.pop()?;
+    let lab = planes.pop().unwrap_or_else(|| source.clone());
 
-    // Structures on this slice, the sampled one first, then random others.
+    // Structures in the prompt source, the sampled one first, then random others.
     let mut present: Vec<i32> = labels_of_interest
         .iter()
         .copied()
-        .filter(|l| *l != label && lab.data.contains(l))
+        .filter(|l| *l != label && source.data.contains(l))
         .collect();
     for i in (1..present.len()).rev() {
         present.swap(i, rng.below(i + 1));
     }
-    if lab.data.contains(&label) {
+    if source.data.contains(&label) {
         present.insert(0, label);
     }
     present.truncate(cfg.prompts_per_slice.max(1));
@@ -116,12 +140,23 @@ pub fn sample_slice(
     };
     for l in present {
         let mask: Vec<u8> = lab.data.iter().map(|v| u8::from(*v == l)).collect();
-        let b = bbox(&mask, rows, cols)?;
         if use_points {
+            let b = bbox(&mask, rows, cols)?;
             sample
                 .points
                 .push(sample_points(&mask, rows, cols, b, n_pos, n_neg, rng));
+        } else if neighbour {
+            // The neighbour's box with propagation's 1-pixel margin; the target may be empty.
+            let src: Vec<u8> = source.data.iter().map(|v| u8::from(*v == l)).collect();
+            let [u0, v0, u1, v1] = bbox(&src, rows, cols)?;
+            sample.boxes.push([
+                u0.saturating_sub(1) as f32,
+                v0.saturating_sub(1) as f32,
+                (u1 + 1).min(cols - 1) as f32,
+                (v1 + 1).min(rows - 1) as f32,
+            ]);
         } else {
+            let b = bbox(&mask, rows, cols)?;
             sample
                 .boxes
                 .push(jitter_box(b, rows, cols, cfg.box_jitter, rng));
@@ -131,8 +166,8 @@ pub fn sample_slice(
     Some(sample)
 }
 
-/// Random crop (zoom) and flips/transposes applied identically to image and labels.
-fn augment(image: &mut Plane<u8>, lab: &mut Plane<i32>, cfg: &SamplerConfig, rng: &mut Rng) {
+/// Random crop (zoom) and flips/transposes applied identically to image and label planes.
+fn augment(image: &mut Plane<u8>, labs: &mut [Plane<i32>], cfg: &SamplerConfig, rng: &mut Rng) {
     if rng.uniform() < cfg.crop_prob {
         let f = 0.6 + 0.4 * rng.uniform();
         let (h, w) = (
@@ -142,7 +177,7 @@ fn augment(image: &mut Plane<u8>, lab: &mut Plane<i32>, cfg: &SamplerConfig, rng
         let r0 = rng.below(image.rows - h.min(image.rows) + 1);
         let c0 = rng.below(image.cols - w.min(image.cols) + 1);
         *image = crop(image, r0, c0, h, w);
-        *lab = crop(lab, r0, c0, h, w);
+        labs.iter_mut().for_each(|l| *l = crop(l, r0, c0, h, w));
     }
     if rng.uniform() < cfg.flip_prob {
         let (fr, fc, tr) = (
@@ -151,7 +186,7 @@ fn augment(image: &mut Plane<u8>, lab: &mut Plane<i32>, cfg: &SamplerConfig, rng
             rng.uniform() < 0.5,
         );
         *image = flip(image, fr, fc, tr);
-        *lab = flip(lab, fr, fc, tr);
+        labs.iter_mut().for_each(|l| *l = flip(l, fr, fc, tr));
     }
 }
 
@@ -284,6 +319,44 @@ mod tests {
         assert_eq!(t[2 * 8], 0.0);
         // Rows below the resized slice (padding) are empty.
         assert!(t[4 * 8..].iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn neighbour_boxes_come_from_the_structure_and_targets_may_be_empty_where_it_ends() {
+        // A 6×6-voxel structure on axial slices 6 and 7 of a 16³ volume.
+        let n = 16;
+        let mut lab = vec![0i32; n * n * n];
+        for z in 6..=7 {
+            for y in 4..=9 {
+                for x in 4..=9 {
+                    lab[(z * n + y) * n + x] = 5;
+                }
+            }
+        }
+        let eye = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+        let image = Volume::new([n; 3], lab.iter().map(|l| *l as f32).collect(), eye).unwrap();
+        let labels = Volume::new([n; 3], lab, eye).unwrap();
+        let norm = Normalizer::robust(&image).unwrap();
+        let cfg = SamplerConfig {
+            axes: vec![2],
+            crop_prob: 0.0,
+            flip_prob: 0.0,
+            neighbour_prob: 1.0,
+            ..SamplerConfig::default()
+        };
+        let mut rng = Rng::new(7);
+        let (mut empty, mut full) = (0, 0);
+        for _ in 0..40 {
+            let s = sample_slice(&image, &norm, &labels, &[5], &cfg, false, &mut rng).unwrap();
+            assert_eq!(s.boxes, vec![[3.0, 3.0, 10.0, 10.0]], "the source mask's box + 1 px");
+            match s.targets[0].1.iter().filter(|v| **v != 0).count() {
+                0 => empty += 1,
+                36 => full += 1,
+                k => panic!("a slice holds 0 or 36 voxels of the structure, not {k}"),
+            }
+        }
+        // Neighbours 1–3 slices away: slice 7 from 6 (and back) is full, the rest empty.
+        assert!(empty > 0 && full > 0, "{empty} empty, {full} full");
     }
 
     #[test]

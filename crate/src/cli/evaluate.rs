@@ -35,8 +35,9 @@ pub struct EvaluateArgs {
     /// Synthetic contrast: t1, t2, pd, flair or random.
     #[arg(long, default_value = "t1")]
     pub contrast: String,
-    /// box (the structure's bounding box on each slice) or point (one positive click at
-    /// the interior-most pixel of each slice).
+    /// box (the structure's bounding box on each slice), point (one positive click at
+    /// the interior-most pixel of each slice), or box-fill: no model, each box filled —
+    /// the baseline a model must beat.
     #[arg(long, default_value = "box")]
     pub prompt: String,
     #[arg(long, default_value_t = 0)]
@@ -79,10 +80,11 @@ pub fn run(a: &EvaluateArgs) -> Res {
         "axial" => 2,
         o => return Err(format!("--axis is axial, coronal or sagittal, not `{o}`").into()),
     };
-    let use_points = match a.prompt.as_str() {
-        "box" => false,
-        "point" => true,
-        o => return Err(format!("--prompt is box or point, not `{o}`").into()),
+    let (use_points, fill_box) = match a.prompt.as_str() {
+        "box" => (false, false),
+        "point" => (true, false),
+        "box-fill" => (false, true),
+        o => return Err(format!("--prompt is box, point or box-fill, not `{o}`").into()),
     };
     let contrast = Contrast::parse(&a.contrast)?;
     let mut subjects: Vec<(
@@ -168,11 +170,14 @@ pub fn run(a: &EvaluateArgs) -> Res {
                         ..Default::default()
                     }
                 };
-                let pred = session.predict(&sam, axis, index, &prompt).await_native()?;
+                let pred = match prompt.bbox {
+                    Some(b) if fill_box => box_filled(b, tp.rows, tp.cols),
+                    _ => session.predict(&sam, axis, index, &prompt).await_native()?.data,
+                };
                 prompts += 1;
                 let c = &mut counts[k];
                 c.truth += area;
-                for (p, t) in pred.data.iter().zip(&mask) {
+                for (p, t) in pred.iter().zip(&mask) {
                     c.pred += u64::from(*p != 0);
                     c.inter += u64::from(*p != 0 && *t != 0);
                 }
@@ -204,4 +209,12 @@ pub fn run(a: &EvaluateArgs) -> Res {
     let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
     println!("mean_dice={mean:.4}");
     Ok(())
+}
+
+/// The mask that is the (inclusive) box itself.
+fn box_filled([u0, v0, u1, v1]: [f32; 4], rows: usize, cols: usize) -> Vec<u8> {
+    let inside = |x: usize, lo: f32, hi: f32| x as f32 >= lo && x as f32 <= hi;
+    (0..rows * cols)
+        .map(|i| u8::from(inside(i % cols, u0, u1) && inside(i / cols, v0, v1)))
+        .collect()
 }

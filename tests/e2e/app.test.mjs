@@ -100,7 +100,8 @@ async function uploadSynthetic() {
   await page.waitForFunction(() => window.brainsam.state.reference);
 }
 
-async function clickPutamen(name) {
+// `gate`: hold the mask to the trained-model threshold (not for a one-step test adapter).
+async function clickPutamen(name, { gate = true } = {}) {
   const page = ctx.page;
   await chooseStructure(PUTAMEN);
   const t = await target(PUTAMEN);
@@ -121,7 +122,7 @@ async function clickPutamen(name) {
   const backend = await page.evaluate(() => window.brainsam.state.backend);
   if (!(backend in firstClick)) firstClick[backend] = s.mask.pixels;
   console.log(`one click (${backend}), slice ${t.index}: ${s.mask.pixels} px, predicted IoU ${s.mask.iou.toFixed(3)}, Dice ${s.dice.slice.toFixed(3)} (truth ${t.area} px)`);
-  if (build.model?.trained) assert.ok(s.dice.slice >= TRAINED_MIN_SLICE_DICE, `Dice ${s.dice.slice}`);
+  if (gate && build.model?.trained) assert.ok(s.dice.slice >= TRAINED_MIN_SLICE_DICE, `Dice ${s.dice.slice}`);
   await screenshot(page, name);
 }
 
@@ -390,7 +391,7 @@ print(json.dumps({"shape": [a.shape, b.shape], "affine_diff": float(np.abs(a.aff
     assert.doesNotMatch(await page.textContent('#notice'), /another base model/);
     // The same click: the trained decoder answers differently.
     await page.click('#clear');
-    await clickPutamen('08-adapter');
+    await clickPutamen('08-adapter', { gate: false });
     const after = await page.evaluate(() => window.brainsam.state.lastMask);
     assert.notEqual(after.iou, before.iou);
   });

@@ -2,6 +2,8 @@
 """Writes weights/manifest.json for the bundled model from a training run and evaluation logs.
 
 usage: bundle_model.py RUN_DIR MODEL_FILE EVAL_DIR [NOTE]
+env: TRAINED_BY (how the weights came about, when not one run from scratch),
+     DEMO_QUALITY=false (the page then warns that the model is below the app's bar)
 
 RUN_DIR holds the trainer's config.json; MODEL_FILE is the shipped file (weights/...);
 EVAL_DIR holds `brainsam evaluate` outputs named <what>.txt whose last line is mean_dice=...
@@ -46,7 +48,8 @@ def main():
         "bytes": len(data),
         "dtype": "float16",
         "geometry": cfg["geometry"],
-        "trained_by": "brainsam train (this repository), from scratch, every weight trainable",
+        "trained_by": os.environ.get(
+            "TRAINED_BY", "brainsam train (this repository), from scratch, every weight trainable"),
         "recipe": cfg["config"],
         "data": {
             "train_subjects": cfg["subjects"],
@@ -61,6 +64,8 @@ def main():
         },
         "evaluation": results,
     }
+    if "DEMO_QUALITY" in os.environ:
+        manifest["demo_quality"] = os.environ["DEMO_QUALITY"] == "true"
     out = os.path.join(os.path.dirname(model), "manifest.json")
     with open(out, "w") as f:
         json.dump(manifest, f, indent=2)

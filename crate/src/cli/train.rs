@@ -317,8 +317,10 @@ pub fn run(a: &TrainArgs) -> Res {
             )
         }
         None => {
+            // Every parameter trained (the state dict also holds buffers, e.g. the prompt
+            // encoder's fixed Fourier features).
             let sd = pollster::block_on(state_dict(&sam))?;
-            let n = sd.iter().map(|(_, t)| t.data.len()).sum();
+            let n = sam.param_counts().iter().map(|p| p.1).sum();
             (
                 "model.safetensors",
                 write_safetensors(sd.iter(), false, None)?,

@@ -1,6 +1,7 @@
 // Shared set-up for the browser tests: the built page served on localhost, Debian's
 // Chromium driven by playwright-core, test inputs made by the brainsam CLI, artifacts.
 
+import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -58,7 +59,9 @@ export function randomModel() {
 
 /** A brainsam adapter for `model` after one training step (tests loading, not quality). */
 export function adapterFor(model) {
-  const out = join(ARTIFACTS, 'adapter');
+  // One folder per base model: an adapter records the sha256 of the base it was trained on.
+  const sha = createHash('sha256').update(readFileSync(model)).digest('hex').slice(0, 16);
+  const out = join(ARTIFACTS, `adapter-${sha}`);
   const path = join(out, 'adapter.safetensors');
   if (!existsSync(path)) {
     cli('train', '--model', model, '--label-maps', join(DATA, 'label_maps'), '--subjects', 'subject_01', '--steps', '1',

@@ -172,7 +172,12 @@ pub fn run(a: &EvaluateArgs) -> Res {
                 };
                 let pred = match prompt.bbox {
                     Some(b) if fill_box => box_filled(b, tp.rows, tp.cols),
-                    _ => session.predict(&sam, axis, index, &prompt).await_native()?.data,
+                    _ => {
+                        session
+                            .predict(&sam, axis, index, &prompt)
+                            .await_native()?
+                            .data
+                    }
                 };
                 prompts += 1;
                 let c = &mut counts[k];

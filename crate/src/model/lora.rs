@@ -222,7 +222,10 @@ impl Block {
     }
 
     fn apply_mlp_delta(&mut self, lora: &MlpLora, sign: f64) {
-        for (lin, l) in [(&mut self.mlp.lin1, &lora.lin1), (&mut self.mlp.lin2, &lora.lin2)] {
+        for (lin, l) in [
+            (&mut self.mlp.lin1, &lora.lin1),
+            (&mut self.mlp.lin2, &lora.lin2),
+        ] {
             lin.weight = Param::from_tensor(lin.weight.val() + l.delta() * sign);
         }
     }
@@ -352,9 +355,15 @@ mod tests {
         let base_lin2 = sam.image_encoder.blocks[1].mlp.lin2.weight.val();
         let config = LoraConfig::new().with_targets(vec![LoraTarget::Mlp]);
         sam.image_encoder.add_lora(&config, &device);
-        assert_eq!(max_diff(base.clone(), sam.image_encoder.forward(x.clone())), 0.0);
+        assert_eq!(
+            max_diff(base.clone(), sam.image_encoder.forward(x.clone())),
+            0.0
+        );
         for block in sam.image_encoder.blocks.iter_mut() {
-            assert!(block.attn.lora.is_none(), "no attention adapters were asked for");
+            assert!(
+                block.attn.lora.is_none(),
+                "no attention adapters were asked for"
+            );
             let lora = block.mlp_lora.as_mut().unwrap();
             for l in [&mut lora.lin1, &mut lora.lin2] {
                 l.b = Param::from_tensor(Tensor::random(
@@ -365,7 +374,10 @@ mod tests {
             }
         }
         let adapted = sam.image_encoder.forward(x.clone());
-        assert!(max_diff(adapted.clone(), base.clone()) > 1e-3, "adapters had no effect");
+        assert!(
+            max_diff(adapted.clone(), base.clone()) > 1e-3,
+            "adapters had no effect"
+        );
         sam.image_encoder.merge_lora();
         assert!(sam.image_encoder.blocks[0].mlp_lora.is_none());
         assert!(max_diff(adapted, sam.image_encoder.forward(x.clone())) < 1e-4);

@@ -333,7 +333,12 @@ mod tests {
                 }
             }
         }
-        let eye = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+        let eye = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         let image = Volume::new([n; 3], lab.iter().map(|l| *l as f32).collect(), eye).unwrap();
         let labels = Volume::new([n; 3], lab, eye).unwrap();
         let norm = Normalizer::robust(&image).unwrap();
@@ -348,7 +353,11 @@ mod tests {
         let (mut empty, mut full) = (0, 0);
         for _ in 0..40 {
             let s = sample_slice(&image, &norm, &labels, &[5], &cfg, false, &mut rng).unwrap();
-            assert_eq!(s.boxes, vec![[3.0, 3.0, 10.0, 10.0]], "the source mask's box + 1 px");
+            assert_eq!(
+                s.boxes,
+                vec![[3.0, 3.0, 10.0, 10.0]],
+                "the source mask's box + 1 px"
+            );
             match s.targets[0].1.iter().filter(|v| **v != 0).count() {
                 0 => empty += 1,
                 36 => full += 1,

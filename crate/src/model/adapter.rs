@@ -125,15 +125,7 @@ mod tests {
     fn adapter_round_trip_gives_the_same_logits_merged_or_not() {
         let device = crate::backend::cpu();
         device.seed(11);
-        let g = Geometry {
-            embed_dim: 32,
-            depth: 2,
-            num_heads: 2,
-            global_attn_indexes: vec![1],
-            image_size: 64,
-            patch_size: 8,
-            window_size: 4,
-        };
+        let g = Geometry::tiny(8, 4);
         let base = g.config().init(&device);
         let lora =
             LoraConfig::new().with_targets(vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Proj]);

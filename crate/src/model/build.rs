@@ -220,3 +220,19 @@ mod tests {
         assert!(g.validate().is_err());
     }
 }
+
+#[cfg(test)]
+impl Geometry {
+    /// The small SAM the unit tests build: 32-d, 2 blocks (the second global), 64-px input.
+    pub(crate) fn tiny(patch_size: usize, window_size: usize) -> Self {
+        Self {
+            embed_dim: 32,
+            depth: 2,
+            num_heads: 2,
+            global_attn_indexes: vec![1],
+            image_size: 64,
+            patch_size,
+            window_size,
+        }
+    }
+}

@@ -237,16 +237,7 @@ mod tests {
     use crate::model::Geometry;
 
     fn small_config() -> crate::model::SamConfig {
-        Geometry {
-            embed_dim: 32,
-            depth: 2,
-            num_heads: 2,
-            global_attn_indexes: vec![1],
-            image_size: 64,
-            patch_size: 16,
-            window_size: 14,
-        }
-        .config()
+        Geometry::tiny(16, 14).config()
     }
 
     fn small() -> (crate::model::Sam, Device) {

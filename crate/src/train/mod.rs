@@ -207,15 +207,7 @@ mod tests {
     fn setup() -> (Sam, Batch, Device) {
         let device = crate::backend::cpu().autodiff();
         device.seed(3);
-        let g = Geometry {
-            embed_dim: 32,
-            depth: 2,
-            num_heads: 2,
-            global_attn_indexes: vec![1],
-            image_size: 64,
-            patch_size: 16,
-            window_size: 14,
-        };
+        let g = Geometry::tiny(16, 14);
         let sam = prepare_lora(g.config().init(&device), &LoraConfig::new(), &device);
         // A square target under its box: a task the decoder can learn.
         let mut target = vec![0.0f32; 16 * 16];
@@ -340,15 +332,7 @@ mod wgpu_tests {
         };
         let cpu = crate::backend::cpu();
         cpu.seed(4);
-        let g = Geometry {
-            embed_dim: 32,
-            depth: 2,
-            num_heads: 2,
-            global_attn_indexes: vec![1],
-            image_size: 64,
-            patch_size: 8,
-            window_size: 4,
-        };
+        let g = Geometry::tiny(8, 4);
         let sd = pollster::block_on(state_dict(&g.config().init(&cpu))).unwrap();
         let mut target = vec![0.0f32; 32 * 32];
         for y in 8..20 {

@@ -106,6 +106,13 @@ pub struct TrainArgs {
     /// ndarray (CPU) or wgpu.
     #[arg(long, default_value = "ndarray")]
     pub backend: String,
+    /// Volumes synthesised ahead in parallel; 0: all cores but two (at least 1).
+    #[arg(long, default_value_t = 0)]
+    pub data_threads: usize,
+    /// Stop after this many minutes as if killed at the end of a step: the checkpoint and
+    /// the model or adapter file are written (for fixed-length GPU sessions).
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
 }
 
 fn targets(names: &[String]) -> Res<Vec<LoraTarget>> {
@@ -209,6 +216,12 @@ pub fn run(a: &TrainArgs) -> Res {
         checkpoint_every: a.checkpoint_every,
         lora: lora.clone(),
         correction_prob: a.correction_prob,
+        data_threads: match a.data_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(2))
+                .max(1),
+            n => n,
+        },
     };
     std::fs::create_dir_all(&a.out)
         .map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
@@ -266,6 +279,7 @@ pub fn run(a: &TrainArgs) -> Res {
         "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
     )?);
     let mut ema: Option<f32> = None;
+    let started = std::time::Instant::now();
     let mut report = |s: &brainsam::train::trainer::StepLog| {
         history.retain(|h| h.0 < s.step);
         history.push((s.step, s.loss, s.lr));
@@ -287,7 +301,8 @@ pub fn run(a: &TrainArgs) -> Res {
                 let _ = std::fs::write(a.out.join("curve.png"), png);
             }
         }
-        true
+        a.max_minutes
+            .is_none_or(|m| started.elapsed().as_secs_f64() < m * 60.0)
     };
     let sam = train(
         &cfg,

@@ -1,6 +1,7 @@
 //! The training loop: synthetic (or real) volumes → slices with sampled prompts → LoRA or
 //! full fine-tuning with warm-up, gradient accumulation, checkpoints and resume.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -48,6 +49,10 @@ pub struct TrainConfig {
     /// Share of slices with a second, corrective prompting round.
     #[serde(default)]
     pub correction_prob: f64,
+    /// Volumes synthesised ahead in parallel (at least 1): a GPU consumes slices faster
+    /// than one thread synthesises volumes. Data do not depend on it.
+    #[serde(default)]
+    pub data_threads: usize,
 }
 
 /// A training volume: a FreeSurfer label map to synthesise images from (every label kept:
@@ -181,7 +186,9 @@ pub fn train(
     let l = 4 * sam.prompt_encoder.image_embedding_size;
     let volumes = Arc::new(volumes);
     let mut current: Option<(usize, Prepared)> = None;
-    let mut next: Option<(usize, JoinHandle<Result<Prepared, TrainError>>)> = None;
+    // Volumes being synthesised ahead, in order.
+    let mut ahead: VecDeque<(usize, JoinHandle<Result<Prepared, TrainError>>)> = VecDeque::new();
+    let threads = cfg.data_threads.max(1);
     let t0 = Instant::now();
     let mut slices_done = 0usize;
     for k in start..cfg.steps {
@@ -190,14 +197,25 @@ pub fn train(
             let g = k * cfg.slices_per_step + j; // global slice number
             let v = g / cfg.slices_per_volume;
             if current.as_ref().map(|c| c.0) != Some(v) {
-                let prepared = match next.take() {
+                // Ahead-of-time volumes before v are never needed (after a resume).
+                while ahead.front().is_some_and(|(nv, _)| *nv < v) {
+                    ahead.pop_front();
+                }
+                let prepared = match ahead.pop_front() {
                     Some((nv, h)) if nv == v => h
                         .join()
                         .map_err(|_| TrainError::Config("data thread panicked".into()))??,
-                    _ => prepare(&volumes, &cfg.contrasts, cfg.seed, v)?,
+                    _ => {
+                        ahead.clear();
+                        prepare(&volumes, &cfg.contrasts, cfg.seed, v)?
+                    }
                 };
                 current = Some((v, prepared));
-                next = Some((v + 1, spawn_prepare(&volumes, cfg, v + 1)));
+                let mut last = ahead.back().map_or(v, |(nv, _)| *nv);
+                while ahead.len() < threads {
+                    last += 1;
+                    ahead.push_back((last, spawn_prepare(&volumes, cfg, last)));
+                }
             }
             let Some((_, p)) = current.as_ref() else {
                 continue;
@@ -292,6 +310,7 @@ mod tests {
             checkpoint_every: 0,
             lora,
             correction_prob: 0.5,
+            data_threads: 2,
         }
     }
 
@@ -391,6 +410,52 @@ mod tests {
                 .fold(0.0f32, f32::max);
             assert!(d <= 1e-6, "{k}: resumed differs by {d}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Volumes synthesised ahead in parallel are the ones a single thread would make.
+    #[test]
+    fn data_threads_do_not_change_the_data() {
+        let device = crate::backend::cpu().autodiff();
+        let g = geometry();
+        let vols = vec![TrainVolume {
+            name: "toy".into(),
+            labels: toy_labels(),
+            image: None,
+        }];
+        let dir = std::env::temp_dir().join(format!("brainsam-threads-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // One set of initial weights for both runs (other tests share the device RNG).
+        let base = g.config().init(&device);
+        let mut losses = Vec::new();
+        for threads in [1, 3] {
+            let cfg = TrainConfig {
+                data_threads: threads,
+                lr: 0.0, // the model stays put: the losses see only the data
+                ..config(4, None)
+            };
+            let mut seen = Vec::new();
+            train(
+                &cfg,
+                base.clone(),
+                &g,
+                vols.clone(),
+                &dir.join(threads.to_string()),
+                &device,
+                false,
+                &mut |s| {
+                    seen.push(s.loss);
+                    true
+                },
+            )
+            .unwrap();
+            losses.push(seen);
+        }
+        assert_eq!(losses[0].len(), 4);
+        assert_eq!(
+            losses[0], losses[1],
+            "1 and 3 data threads saw different slices"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

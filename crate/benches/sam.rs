@@ -2,75 +2,11 @@
 //!
 //! `cargo bench --bench sam [--features wgpu] -- [ndarray|wgpu] [small|vit_b] [sizes..]`
 //! Random weights (timings do not depend on values). Prints one line per measurement.
+//! `brainsam bench` runs the same measurements (and a LoRA training step) from the CLI.
 
-use std::time::{Duration, Instant};
-
-use brainsam::model::predictor::read_f32;
+use brainsam::bench::inference;
 use brainsam::model::Geometry;
-use burn::prelude::*;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn sync(t: Tensor<4>) {
-    // Reading one value back forces the queued work to finish.
-    let _ = pollster::block_on(read_f32(t.slice([0..1, 0..1, 0..1, 0..1])));
-}
-
-fn bench(device: &Device, backend: &str, name: &str, g: &Geometry, reps: usize) {
-    let sam = g.config().init(device);
-    let s = g.image_size;
-    let x = Tensor::<4>::random(
-        [1, 3, s, s],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        device,
-    );
-    let start = Instant::now();
-    let emb = sam.embed(x.clone());
-    sync(emb.clone());
-    let first = start.elapsed();
-    let times: Vec<Duration> = (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            sync(sam.embed(x.clone()));
-            start.elapsed()
-        })
-        .collect();
-    println!(
-        "{backend:<8} {name:<6} encoder {s:>4}px  first {:>9.1?}  median {:>9.1?}  ({reps} runs)",
-        first,
-        median(times)
-    );
-    let coords = Tensor::<3>::from_data(
-        TensorData::new(vec![s as f32 * 0.4, s as f32 * 0.6], [1, 1, 2]),
-        device,
-    );
-    let labels = Tensor::<2>::from_data(TensorData::new(vec![1.0f32], [1, 1]), device);
-    let decode = || {
-        let (m, _) = sam.decode(
-            emb.clone(),
-            Some((coords.clone(), labels.clone())),
-            None,
-            None,
-            true,
-        );
-        sync(m);
-    };
-    decode();
-    let times: Vec<Duration> = (0..10)
-        .map(|_| {
-            let start = Instant::now();
-            decode();
-            start.elapsed()
-        })
-        .collect();
-    println!(
-        "{backend:<8} {name:<6} decoder {s:>4}px  per prompt {:>9.2?}",
-        median(times)
-    );
-}
+use burn::prelude::Device;
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -85,7 +21,7 @@ fn main() {
     } else {
         sizes
     };
-    let device = match backend {
+    let device: Device = match backend {
         #[cfg(feature = "wgpu")]
         "wgpu" => pollster::block_on(brainsam::backend::gpu()).expect("wgpu device"),
         #[cfg(feature = "ndarray")]
@@ -104,7 +40,7 @@ fn main() {
     for &s in &sizes {
         for (name, g) in [
             ("small", &small),
-            ("vit_b", &Geometry::preset("vit_b").unwrap()),
+            ("vit_b", &Geometry::preset("vit_b").expect("preset")),
         ] {
             if which != "all" && which != name {
                 continue;
@@ -118,7 +54,15 @@ fn main() {
             } else {
                 3
             };
-            bench(&device, backend, name, &g, reps);
+            let (enc, dec) = inference(&device, &g, 1, reps);
+            println!(
+                "{backend:<8} {name:<6} encoder {s:>4}px  first {:>9.1?}  median {:>9.1?}  ({reps} runs)",
+                enc.first, enc.median
+            );
+            println!(
+                "{backend:<8} {name:<6} decoder {s:>4}px  per prompt {:>9.2?}",
+                dec.median
+            );
         }
     }
 }

@@ -5,6 +5,8 @@
 //! the device is chosen at run time (see [`backend`]).
 
 pub mod backend;
+#[cfg(not(target_family = "wasm"))]
+pub mod bench;
 pub mod data;
 pub mod model;
 pub mod segment;

@@ -33,6 +33,8 @@ enum Command {
     Evaluate(cli::evaluate::EvaluateArgs),
     /// Segment a NIfTI volume from a prompt file (default: the bundled model).
     Segment(cli::segment::SegmentArgs),
+    /// Encoder, decoder and LoRA-training-step timings on random weights (JSON lines).
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cli::train::run(a),
         Command::Evaluate(a) => cli::evaluate::run(a),
         Command::Segment(a) => cli::segment::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

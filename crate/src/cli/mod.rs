@@ -1,5 +1,6 @@
 //! Subcommands of the `brainsam` binary; each file holds its arguments and its `run`.
 
+pub mod bench;
 pub mod common;
 pub mod evaluate;
 pub mod metrics;

@@ -1,0 +1,105 @@
+//! Timings on random weights (timings do not depend on values): image-encoder forward,
+//! decoder per prompt, and a LoRA training step shaped like the PyTorch anchor's
+//! (frozen encoder, rank 4 on q and v, one box per image, AdamW). Used by
+//! `cargo bench --bench sam` and `brainsam bench`.
+
+use std::time::{Duration, Instant};
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use crate::model::predictor::read_f32;
+use crate::model::Geometry;
+
+/// Time to the first result (kernel compilation and autotuning included) and the median of
+/// the following runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub first: Duration,
+    pub median: Duration,
+}
+
+fn timed(reps: usize, mut f: impl FnMut()) -> Timing {
+    let start = Instant::now();
+    f();
+    let first = start.elapsed();
+    let mut times: Vec<Duration> = (0..reps.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    Timing {
+        first,
+        median: times[times.len() / 2],
+    }
+}
+
+/// Reading one value back forces the queued work to finish.
+fn sync(t: Tensor<4>) {
+    let _ = pollster::block_on(read_f32(t.slice([0..1, 0..1, 0..1, 0..1])));
+}
+
+/// Encoder forward on `batch` images, and the decoder for one point prompt.
+pub fn inference(device: &Device, g: &Geometry, batch: usize, reps: usize) -> (Timing, Timing) {
+    let sam = g.config().init(device);
+    let s = g.image_size;
+    let x = Tensor::<4>::random([batch, 3, s, s], Distribution::Normal(0.0, 1.0), device);
+    let encoder = timed(reps, || sync(sam.embed(x.clone())));
+    let emb = sam.embed(x.slice([0..1]));
+    let coords = Tensor::<3>::from_data(
+        TensorData::new(vec![s as f32 * 0.4, s as f32 * 0.6], [1, 1, 2]),
+        device,
+    );
+    let labels = Tensor::<2>::from_data(TensorData::new(vec![1.0f32], [1, 1]), device);
+    let decoder = timed(reps.max(10), || {
+        let (m, _) = sam.decode(
+            emb.clone(),
+            Some((coords.clone(), labels.clone())),
+            None,
+            None,
+            true,
+        );
+        sync(m);
+    });
+    (encoder, decoder)
+}
+
+/// One LoRA training step (our trainer's `step`) on `batch` images of the geometry's size,
+/// each with one box prompt and a random target. `device` must be an autodiff device.
+#[cfg(feature = "train")]
+pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Timing {
+    use crate::model::lora::LoraConfig;
+    use crate::train::{prepare_lora, step, Batch, LossWeights};
+    use burn::optim::{AdamWConfig, ModuleOptimizer};
+
+    let s = g.image_size;
+    let l = s / g.patch_size * 4;
+    let mut sam = Some(prepare_lora(
+        g.config().init(device),
+        &LoraConfig::new(),
+        device,
+    ));
+    let mut optim: ModuleOptimizer = AdamWConfig::new().init().into();
+    let c = s as f32;
+    let batches: Vec<Batch> = (0..batch)
+        .map(|_| Batch {
+            images: Tensor::random([1, 3, s, s], Distribution::Normal(0.0, 1.0), device),
+            boxes: Some(Tensor::from_data(
+                TensorData::new(vec![0.1 * c, 0.1 * c, 0.3 * c, 0.3 * c], [1, 4]),
+                device,
+            )),
+            points: None,
+            targets: Tensor::<4>::random([1, 1, l, l], Distribution::Bernoulli(0.5), device),
+            correction: None,
+        })
+        .collect();
+    timed(reps, || {
+        if let Some(m) = sam.take() {
+            let (next, _) = step(m, &mut optim, &batches, 1e-4, LossWeights::default());
+            sam = Some(next);
+        }
+    })
+}

@@ -9,7 +9,7 @@ use brainsam::data::rng::Rng;
 use brainsam::data::slicing::{self};
 use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
 use brainsam::data::{LabelVolume, Volume};
-use brainsam::segment::{bbox, interior_point, Session, SlicePrompt};
+use brainsam::segment::{bbox, interior_point, Session, SlicePrompt, StopRules};
 
 use super::common::{
     device, label_maps, load_label_map, load_model, load_pairs, parse_labels, AwaitNative, Res,
@@ -36,8 +36,9 @@ pub struct EvaluateArgs {
     #[arg(long, default_value = "t1")]
     pub contrast: String,
     /// box (the structure's bounding box on each slice), point (one positive click at
-    /// the interior-most pixel of each slice), or box-fill: no model, each box filled —
-    /// the baseline a model must beat.
+    /// the interior-most pixel of each slice), box-fill: no model, each box filled — the
+    /// baseline a model must beat, or propagate: one box on the structure's largest slice,
+    /// then the 3-D propagation of the app's "whole structure" button.
     #[arg(long, default_value = "box")]
     pub prompt: String,
     #[arg(long, default_value_t = 0)]
@@ -50,6 +51,10 @@ pub struct EvaluateArgs {
     pub labels: String,
     #[arg(long, default_value = "ndarray")]
     pub backend: String,
+    /// With --prompt propagate: the `default` stop rules, or the first release's `legacy`
+    /// ones, for comparison.
+    #[arg(long, default_value = "default")]
+    pub stop_rules: String,
 }
 
 /// Per structure: |P ∩ T|, |P|, |T| summed over slices.
@@ -80,11 +85,19 @@ pub fn run(a: &EvaluateArgs) -> Res {
         "axial" => 2,
         o => return Err(format!("--axis is axial, coronal or sagittal, not `{o}`").into()),
     };
-    let (use_points, fill_box) = match a.prompt.as_str() {
-        "box" => (false, false),
-        "point" => (true, false),
-        "box-fill" => (false, true),
-        o => return Err(format!("--prompt is box, point or box-fill, not `{o}`").into()),
+    let (use_points, fill_box, propagate) = match a.prompt.as_str() {
+        "box" => (false, false, false),
+        "point" => (true, false, false),
+        "box-fill" => (false, true, false),
+        "propagate" => (false, false, true),
+        o => {
+            return Err(format!("--prompt is box, point, box-fill or propagate, not `{o}`").into())
+        }
+    };
+    let rules = match a.stop_rules.as_str() {
+        "default" => StopRules::default(),
+        "legacy" => StopRules::legacy(),
+        o => return Err(format!("--stop-rules is default or legacy, not `{o}`").into()),
     };
     let contrast = Contrast::parse(&a.contrast)?;
     let mut subjects: Vec<(
@@ -145,7 +158,13 @@ pub fn run(a: &EvaluateArgs) -> Res {
         let mut session = Session::new(&image, device.clone())?;
         let mut counts = vec![Counts::default(); labels.len()];
         let mut prompts = 0;
-        for index in 0..truth.dims[axis] {
+        if propagate {
+            for (k, &l) in labels.iter().enumerate() {
+                counts[k] = propagated(&sam, &mut session, &truth, axis, l, &rules)?;
+                prompts += 1;
+            }
+        }
+        for index in (0..truth.dims[axis]).filter(|_| !propagate) {
             let tp = slicing::slice(&truth, axis, index)?;
             for (k, &l) in labels.iter().enumerate() {
                 let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
@@ -201,6 +220,18 @@ pub fn run(a: &EvaluateArgs) -> Res {
             t0.elapsed(),
             parts.join(" ")
         );
+        if propagate {
+            // Leaks (> 1) and early stops (< 1) look alike in Dice.
+            let ratios: Vec<String> = labels
+                .iter()
+                .zip(&counts)
+                .map(|(l, c)| {
+                    let r = c.pred as f64 / c.truth.max(1) as f64;
+                    format!("{}={r:.2}", structure(*l).map_or("?", |s| s.name))
+                })
+                .collect();
+            println!("{name}: predicted/true volume {}", ratios.join(" "));
+        }
         for (k, d) in dices.iter().enumerate() {
             per_structure[k].push(*d);
         }
@@ -214,6 +245,50 @@ pub fn run(a: &EvaluateArgs) -> Res {
     let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
     println!("mean_dice={mean:.4}");
     Ok(())
+}
+
+/// One box on the slice where structure `l` is largest, propagated through the volume.
+fn propagated(
+    sam: &brainsam::model::Sam,
+    session: &mut Session,
+    truth: &LabelVolume,
+    axis: usize,
+    l: i32,
+    rules: &StopRules,
+) -> Res<Counts> {
+    let mut best = (0, 0usize);
+    for index in 0..truth.dims[axis] {
+        let tp = slicing::slice(truth, axis, index)?;
+        let area = tp.data.iter().filter(|v| **v == l).count();
+        if area > best.1 {
+            best = (index, area);
+        }
+    }
+    let mut c = Counts {
+        truth: truth.data.iter().filter(|v| **v == l).count() as u64,
+        ..Default::default()
+    };
+    if best.1 == 0 {
+        return Ok(c);
+    }
+    let tp = slicing::slice(truth, axis, best.0)?;
+    let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
+    let Some([u0, v0, u1, v1]) = bbox(&mask, tp.rows, tp.cols) else {
+        return Ok(c);
+    };
+    let prompt = SlicePrompt {
+        bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
+        ..Default::default()
+    };
+    let seed = session.predict(sam, axis, best.0, &prompt).await_native()?;
+    let pred = session
+        .propagate(sam, axis, best.0, &seed, rules, &mut |_, _| {})
+        .await_native()?;
+    for (p, t) in pred.iter().zip(&truth.data) {
+        c.pred += u64::from(*p != 0);
+        c.inter += u64::from(*p != 0 && *t == l);
+    }
+    Ok(c)
 }
 
 /// The mask that is the (inclusive) box itself.

@@ -18,6 +18,7 @@ use crate::model::predictor::{PredictError, Prompt, SamPredictor};
 use crate::model::Sam;
 
 pub use prompts::{bbox, interior_point, PromptFile, SlicePrompt};
+pub use propagate::StopRules;
 
 /// Why a segmentation could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -356,7 +357,9 @@ mod tests {
         ))
         .unwrap();
         assert_eq!((ok.rows, ok.cols), (s.dims()[1], s.dims()[0]));
-        let vol = pollster::block_on(s.propagate(&sam, 2, 1, &ok, &mut |_, _| {})).unwrap();
+        let vol =
+            pollster::block_on(s.propagate(&sam, 2, 1, &ok, &StopRules::default(), &mut |_, _| {}))
+                .unwrap();
         assert_eq!(vol.len(), s.dims().iter().product::<usize>());
     }
 }

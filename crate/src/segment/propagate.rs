@@ -1,25 +1,155 @@
 //! A whole structure in 3-D from one slice: each neighbour is prompted with the box of the
 //! mask next to it, until the structure ends.
+//!
+//! A box prompt always yields some mask, so the end of a structure has to be recognised:
+//! the mask vanishes, the decoder distrusts it, it grows far beyond the seed or swells a
+//! second time (the next structure), it lies on tissue of another intensity than the
+//! seed's (leaking into the brainstem or the neck), or it is further from the seed than
+//! subcortical structures reach.
 
 use super::{bbox, SegmentError, Session, SliceMask, SlicePrompt};
+use crate::data::slicing;
 use crate::model::Sam;
 
-/// Masks smaller than this (pixels) end the structure.
-const MIN_AREA: usize = 3;
-/// A neighbour whose area jumps by more than this factor has leaked into another structure.
-const MAX_GROWTH: f64 = 2.5;
-/// The decoder's own IoU estimate below which a slice is not trusted.
-const MIN_IOU: f32 = 0.35;
+/// When a propagated slice ends the structure (it is not kept).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopRules {
+    /// Masks smaller than this (pixels).
+    pub min_area: usize,
+    /// Area more than this factor of the previous slice's (a jump into another structure).
+    pub max_growth: f64,
+    /// Area more than this factor of the seed's (slow leaks).
+    pub max_area_vs_seed: f64,
+    /// The decoder's own IoU estimate below this.
+    pub min_iou: f32,
+    /// Less than this share of the mask's pixels in the seed's intensity range.
+    pub min_tissue_share: f64,
+    /// Stop when the area grows again by this factor over its smallest value so far in this
+    /// direction, after having shrunk below half the largest (a cross-section swells once
+    /// along a structure; a second swell is the next structure).
+    pub max_regrowth: f64,
+    /// Slices each way, in multiples of the seed's larger side (subcortical structures
+    /// reach at most about their in-plane size beyond their largest section).
+    pub max_extent: f64,
+}
+
+impl Default for StopRules {
+    fn default() -> Self {
+        Self {
+            min_area: 3,
+            max_growth: 2.5,
+            max_area_vs_seed: 2.0,
+            min_iou: 0.35,
+            min_tissue_share: 0.6,
+            max_regrowth: 1.5,
+            max_extent: 1.0,
+        }
+    }
+}
+
+/// Areas (pixels) seen so far in one direction.
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    seed: f64,
+    prev: f64,
+    largest: f64,
+    smallest: f64,
+}
+
+impl Walk {
+    fn new(seed: f64) -> Self {
+        Self {
+            seed,
+            prev: seed,
+            largest: seed,
+            smallest: seed,
+        }
+    }
+
+    fn keep(&mut self, area: f64) {
+        self.prev = area;
+        self.largest = self.largest.max(area);
+        self.smallest = self.smallest.min(area);
+    }
+}
+
+impl StopRules {
+    /// Whether a slice's mask (its area, the decoder's IoU estimate, its share of pixels in
+    /// the seed's intensity range) ends the structure.
+    fn ends(&self, walk: &Walk, area: usize, iou: f32, tissue_share: f64) -> bool {
+        let a = area as f64;
+        area < self.min_area
+            || iou < self.min_iou
+            || a > self.max_growth * walk.prev
+            || a > self.max_area_vs_seed * walk.seed
+            || (walk.smallest < 0.5 * walk.largest && a > self.max_regrowth * walk.smallest)
+            || tissue_share < self.min_tissue_share
+    }
+
+    /// The rules of the first release: no seed-area, intensity, regrowth or extent checks
+    /// (for comparison).
+    pub fn legacy() -> Self {
+        Self {
+            max_area_vs_seed: f64::INFINITY,
+            min_tissue_share: 0.0,
+            max_regrowth: f64::INFINITY,
+            max_extent: f64::INFINITY,
+            ..Self::default()
+        }
+    }
+}
+
+/// The seed's intensity range: its 10th–90th percentile widened by half that width on
+/// each side (partial volume at the edges, bias field along the structure).
+#[derive(Debug, Clone, Copy)]
+struct Tissue {
+    lo: f32,
+    hi: f32,
+}
+
+impl Tissue {
+    fn of(plane: &[f32], mask: &[u8]) -> Option<Self> {
+        let mut v: Vec<f32> = plane
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m != 0)
+            .map(|(p, _)| *p)
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f32::total_cmp);
+        let (p10, p90) = (v[v.len() / 10], v[(v.len() * 9) / 10]);
+        let w = (p90 - p10).max(f32::EPSILON);
+        Some(Self {
+            lo: p10 - 0.5 * w,
+            hi: p90 + 0.5 * w,
+        })
+    }
+
+    fn share_inside(&self, plane: &[f32], mask: &[u8]) -> f64 {
+        let (mut n, mut inside) = (0usize, 0usize);
+        for (p, m) in plane.iter().zip(mask) {
+            if *m != 0 {
+                n += 1;
+                inside += usize::from(*p >= self.lo && *p <= self.hi);
+            }
+        }
+        inside as f64 / n.max(1) as f64
+    }
+}
 
 impl Session {
     /// Propagates `seed` (the mask on slice `index` along `axis`) in both directions and
-    /// returns the canonical 3-D mask (1 inside). `progress(done, total)` is called per slice.
+    /// returns the canonical 3-D mask (1 inside), stopping each way by `rules`.
+    /// `progress(done, total)` is called per slice.
     pub async fn propagate(
         &mut self,
         sam: &Sam,
         axis: usize,
         index: usize,
         seed: &SliceMask,
+        rules: &StopRules,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<u8>, SegmentError> {
         let dims = self.dims();
@@ -30,12 +160,21 @@ impl Session {
         }
         let mut out = vec![0i32; dims.iter().product()];
         self.paste(&mut out, axis, index, seed, 1)?;
+        let plane = slicing::slice(self.canonical_image(), axis, index)?;
+        let tissue = Tissue::of(&plane.data, &seed.data);
+        let reach = bbox(&seed.data, seed.rows, seed.cols).map_or(0.0, |[u0, v0, u1, v1]| {
+            rules.max_extent * (u1 - u0 + 1).max(v1 - v0 + 1) as f64
+        });
         let total = dims[axis];
         let mut done = 1;
         for dir in [1isize, -1] {
             let mut prev = seed.clone();
+            let mut walk = Walk::new(seed.area().max(1) as f64);
             let mut i = index as isize + dir;
-            while i >= 0 && (i as usize) < dims[axis] {
+            while i >= 0
+                && (i as usize) < dims[axis]
+                && ((i - index as isize).abs() as f64) <= reach
+            {
                 let Some([u0, v0, u1, v1]) = bbox(&prev.data, prev.rows, prev.cols) else {
                     break;
                 };
@@ -51,21 +190,70 @@ impl Session {
                     ..Default::default()
                 };
                 let mask = self.predict(sam, axis, i as usize, &prompt).await?;
-                let area = mask.area();
                 done += 1;
                 progress(done, total);
-                if area < MIN_AREA
-                    || mask.iou < MIN_IOU
-                    || area as f64 > MAX_GROWTH * prev.area() as f64
-                {
+                let plane = slicing::slice(self.canonical_image(), axis, i as usize)?;
+                let share = tissue.map_or(1.0, |t| t.share_inside(&plane.data, &mask.data));
+                let area = mask.area();
+                if rules.ends(&walk, area, mask.iou, share) {
                     break;
                 }
                 self.paste(&mut out, axis, i as usize, &mask, 1)?;
+                walk.keep(area as f64);
                 prev = mask;
                 i += dir;
             }
         }
         progress(total, total);
         Ok(out.into_iter().map(|v| v as u8).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StopRules, Tissue, Walk};
+
+    /// Areas along a structure and past its end into the next one: 100 (seed) … 40 … 70.
+    fn walk_until_end(rules: &StopRules, areas: &[usize]) -> usize {
+        let mut walk = Walk::new(100.0);
+        for (k, &a) in areas.iter().enumerate() {
+            if rules.ends(&walk, a, 0.9, 1.0) {
+                return k;
+            }
+            walk.keep(a as f64);
+        }
+        areas.len()
+    }
+
+    #[test]
+    fn a_second_swell_ends_the_structure_a_first_does_not() {
+        let r = StopRules::default();
+        // Growing first (the seed was not the largest section), then shrinking: kept.
+        assert_eq!(walk_until_end(&r, &[130, 150, 120, 80, 50, 20]), 6);
+        // Shrunk below half the largest (40 < 75), then swelling to 70 > 1.5 × 40: stop there.
+        assert_eq!(walk_until_end(&r, &[150, 120, 80, 40, 50, 70, 90]), 5);
+        // The legacy rules let it run.
+        assert_eq!(
+            walk_until_end(&StopRules::legacy(), &[150, 120, 80, 40, 50, 70, 90]),
+            7
+        );
+        // Twice the seed's area, a jump, an empty mask: each ends it.
+        assert_eq!(walk_until_end(&r, &[150, 190, 210]), 2);
+        assert_eq!(walk_until_end(&r, &[100, 30, 90]), 2);
+        assert_eq!(walk_until_end(&r, &[100, 2]), 1);
+    }
+
+    #[test]
+    fn the_seed_tissue_range_separates_other_tissue() {
+        // Seed: grey values 40..=60 under the mask; background 100 (e.g. white matter).
+        let plane: Vec<f32> = (0..21).map(|i| 40.0 + i as f32).chain([100.0; 9]).collect();
+        let seed: Vec<u8> = (0..30).map(|i| u8::from(i < 21)).collect();
+        let t = Tissue::of(&plane, &seed).unwrap();
+        assert!(t.lo <= 40.0 && t.hi >= 60.0 && t.hi < 100.0, "{t:?}");
+        assert_eq!(t.share_inside(&plane, &seed), 1.0);
+        // A mask spilling over every bright pixel: 21 of 30 inside.
+        let all = vec![1u8; 30];
+        assert!((t.share_inside(&plane, &all) - 0.7).abs() < 1e-9);
+        assert!(Tissue::of(&plane, &[0u8; 30]).is_none());
     }
 }

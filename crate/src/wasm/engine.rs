@@ -469,7 +469,14 @@ async fn propagate(
         let _ = progress.call2(&JsValue::NULL, &done.into(), &total.into());
     };
     session
-        .propagate(sam, axis, index, &seed, &mut report)
+        .propagate(
+            sam,
+            axis,
+            index,
+            &seed,
+            &crate::segment::StopRules::default(),
+            &mut report,
+        )
         .await
         .map_err(|e| err("3D", e))
 }

@@ -159,54 +159,56 @@ pub fn run(a: &EvaluateArgs) -> Res {
         let mut counts = vec![Counts::default(); labels.len()];
         let mut prompts = 0;
         if propagate {
+            let largest = largest_sections(&truth, axis, &labels);
             for (k, &l) in labels.iter().enumerate() {
-                counts[k] = propagated(&sam, &mut session, &truth, axis, l, &rules)?;
+                counts[k] = propagated(&sam, &mut session, &truth, axis, l, largest[k], &rules)?;
                 prompts += 1;
             }
-        }
-        for index in (0..truth.dims[axis]).filter(|_| !propagate) {
-            let tp = slicing::slice(&truth, axis, index)?;
-            for (k, &l) in labels.iter().enumerate() {
-                let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
-                let area = mask.iter().filter(|m| **m != 0).count() as u64;
-                if area == 0 {
-                    continue;
-                }
-                let prompt = if use_points {
-                    let Some((u, v)) = interior_point(&mask, tp.rows, tp.cols) else {
+        } else {
+            for index in 0..truth.dims[axis] {
+                let tp = slicing::slice(&truth, axis, index)?;
+                for (k, &l) in labels.iter().enumerate() {
+                    let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
+                    let area = mask.iter().filter(|m| **m != 0).count() as u64;
+                    if area == 0 {
                         continue;
+                    }
+                    let prompt = if use_points {
+                        let Some((u, v)) = interior_point(&mask, tp.rows, tp.cols) else {
+                            continue;
+                        };
+                        SlicePrompt {
+                            points: vec![[u as f32, v as f32, 1.0]],
+                            ..Default::default()
+                        }
+                    } else {
+                        let Some([u0, v0, u1, v1]) = bbox(&mask, tp.rows, tp.cols) else {
+                            continue;
+                        };
+                        SlicePrompt {
+                            bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
+                            ..Default::default()
+                        }
                     };
-                    SlicePrompt {
-                        points: vec![[u as f32, v as f32, 1.0]],
-                        ..Default::default()
-                    }
-                } else {
-                    let Some([u0, v0, u1, v1]) = bbox(&mask, tp.rows, tp.cols) else {
-                        continue;
+                    let pred = match prompt.bbox {
+                        Some(b) if fill_box => box_filled(b, tp.rows, tp.cols),
+                        _ => {
+                            session
+                                .predict(&sam, axis, index, &prompt)
+                                .await_native()?
+                                .data
+                        }
                     };
-                    SlicePrompt {
-                        bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
-                        ..Default::default()
+                    prompts += 1;
+                    let c = &mut counts[k];
+                    c.truth += area;
+                    for (p, t) in pred.iter().zip(&mask) {
+                        c.pred += u64::from(*p != 0);
+                        c.inter += u64::from(*p != 0 && *t != 0);
                     }
-                };
-                let pred = match prompt.bbox {
-                    Some(b) if fill_box => box_filled(b, tp.rows, tp.cols),
-                    _ => {
-                        session
-                            .predict(&sam, axis, index, &prompt)
-                            .await_native()?
-                            .data
-                    }
-                };
-                prompts += 1;
-                let c = &mut counts[k];
-                c.truth += area;
-                for (p, t) in pred.iter().zip(&mask) {
-                    c.pred += u64::from(*p != 0);
-                    c.inter += u64::from(*p != 0 && *t != 0);
                 }
+                session.clear_cache(); // each slice is visited once
             }
-            session.clear_cache(); // each slice is visited once
         }
         let dices: Vec<f64> = counts.iter().map(Counts::dice).collect();
         let mean = dices.iter().sum::<f64>() / dices.len().max(1) as f64;
@@ -247,23 +249,38 @@ pub fn run(a: &EvaluateArgs) -> Res {
     Ok(())
 }
 
-/// One box on the slice where structure `l` is largest, propagated through the volume.
+/// Per structure, the slice along `axis` where it is largest: (index, area), one pass.
+fn largest_sections(truth: &LabelVolume, axis: usize, labels: &[i32]) -> Vec<(usize, usize)> {
+    let [nx, ny, _] = truth.dims;
+    let mut areas = vec![vec![0usize; truth.dims[axis]]; labels.len()];
+    for (i, v) in truth.data.iter().enumerate() {
+        if let Some(k) = labels.iter().position(|l| l == v) {
+            let at = [i % nx, (i / nx) % ny, i / (nx * ny)][axis];
+            areas[k][at] += 1;
+        }
+    }
+    areas
+        .iter()
+        .map(|a| {
+            a.iter()
+                .copied()
+                .enumerate()
+                .fold((0, 0), |b, x| if x.1 > b.1 { x } else { b })
+        })
+        .collect()
+}
+
+/// One box on structure `l`'s largest section `best` (index, area), propagated through the
+/// volume.
 fn propagated(
     sam: &brainsam::model::Sam,
     session: &mut Session,
     truth: &LabelVolume,
     axis: usize,
     l: i32,
+    best: (usize, usize),
     rules: &StopRules,
 ) -> Res<Counts> {
-    let mut best = (0, 0usize);
-    for index in 0..truth.dims[axis] {
-        let tp = slicing::slice(truth, axis, index)?;
-        let area = tp.data.iter().filter(|v| **v == l).count();
-        if area > best.1 {
-            best = (index, area);
-        }
-    }
     let mut c = Counts {
         truth: truth.data.iter().filter(|v| **v == l).count() as u64,
         ..Default::default()

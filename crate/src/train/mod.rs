@@ -204,8 +204,14 @@ pub fn step(
     let mut masks: Option<Tensor<1>> = None;
     for (i, batch) in batches.iter().enumerate() {
         let (t, m) = decode_loss(&sam, embeddings.clone().slice([i..i + 1]), batch, w);
-        total = Some(total.map_or(t.clone(), |s| s + t));
-        masks = Some(masks.map_or(m.clone(), |s| s + m));
+        total = Some(match total {
+            Some(s) => s + t,
+            None => t,
+        });
+        masks = Some(match masks {
+            Some(s) => s + m,
+            None => m,
+        });
     }
     let (Some(total), Some(masks)) = (total, masks) else {
         return (sam, 0.0);

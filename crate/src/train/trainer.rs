@@ -197,10 +197,6 @@ pub fn train(
             let g = k * cfg.slices_per_step + j; // global slice number
             let v = g / cfg.slices_per_volume;
             if current.as_ref().map(|c| c.0) != Some(v) {
-                // Ahead-of-time volumes before v are never needed (after a resume).
-                while ahead.front().is_some_and(|(nv, _)| *nv < v) {
-                    ahead.pop_front();
-                }
                 let prepared = match ahead.pop_front() {
                     Some((nv, h)) if nv == v => h
                         .join()

@@ -48,7 +48,7 @@ function showTimings() {
   const e = state.encodeMs.at(-1), d = state.decodeMs.at(-1);
   const parts = [];
   if (e !== undefined) parts.push(`encoder ${fmtMs(e)} / slice`);
-  if (d !== undefined) parts.push(`decoder ${fmtMs(d)} / click`);
+  if (d !== undefined) parts.push(state.model?.focus ? `window encoder + decoder ${fmtMs(d)} / click` : `decoder ${fmtMs(d)} / click`);
   if (state.decodeMs.length > 1) parts.push(`first click ${fmtMs(state.decodeMs[0])}, median ${fmtMs(median(state.decodeMs))}`);
   if (state.memory?.reserved) parts.push(`GPU memory reserved ${fmtBytes(state.memory.reserved)}`);
   $('timings').textContent = parts.join('\n');
@@ -317,7 +317,7 @@ async function loadModel(args, label) {
     const w = info.warm;
     state.warm = w;
     const g = info.geometry;
-    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
+    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}${info.focus ? `\npredicts on a window around each prompt (${info.focus.context}× its size, at least ${info.focus.min_side} px)` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
     state.focusKey = '';
     notice('adapter', null);
     notice('attention', null);

@@ -8,6 +8,9 @@ let engine = null;
 let hasModel = false;
 let hasVolume = false;
 let focus = null;
+// The model predicts on a window around each prompt (its checkpoint says so): whole slices
+// are then never encoded, so nothing is encoded ahead.
+let windowed = false;
 let pending = 0;
 let queue = Promise.resolve();
 const AHEAD = 3; // slices encoded ahead on each side of the focus
@@ -34,6 +37,7 @@ const handlers = {
     // An adapter records the sha256 of the base it was trained on.
     const modelSha256 = adapter ? hex(await crypto.subtle.digest('SHA-256', bytes)) : null;
     const info = { ...engine.load_model(new Uint8Array(bytes), adapter ? new Uint8Array(adapter) : undefined), modelSha256 };
+    windowed = Boolean(info.focus);
     emit('model-progress', { phase: 'warming' });
     const warm = await engine.warm_up();
     hasModel = true;
@@ -56,7 +60,7 @@ const handlers = {
   },
 
   async predict({ axis, index, points, box, maskInput }) {
-    const encodeMs = await ensureEncoded(axis, index);
+    const encodeMs = windowed ? null : await ensureEncoded(axis, index);
     const t = now();
     const r = engine.predict(axis, index, new Float32Array(points.flat()), box ? new Float32Array(box) : undefined,
       maskInput ? new Float32Array(maskInput) : undefined);
@@ -162,7 +166,7 @@ function message(e) {
 }
 
 function encodeAhead() {
-  if (pending > 0 || !hasModel || !hasVolume || !focus || !engine) return;
+  if (pending > 0 || !hasModel || !hasVolume || !focus || !engine || windowed) return;
   const { axis, index } = focus;
   let target = null;
   for (let d = 0; d <= AHEAD && target === null; d++) {

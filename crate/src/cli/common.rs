@@ -10,6 +10,7 @@ use brainsam::data::{to_canonical, LabelVolume, Volume};
 use brainsam::model::adapter::apply_adapter;
 use brainsam::model::checkpoint::load_checkpoint;
 use brainsam::model::{Geometry, Sam};
+use brainsam::segment::Focus;
 use burn::prelude::Device;
 use sha2::{Digest, Sha256};
 
@@ -49,14 +50,48 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// A model (default: the bundled one) with an optional adapter, merged for inference.
+/// `--focus` of segment and evaluate.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FocusArg {
+    /// Where each prompt is predicted: `auto` (as the model was trained, from its
+    /// checkpoint's metadata), `off` (on the whole slice), or CONTEXT,MIN_SIDE: on a square
+    /// window of CONTEXT × the prompt's larger side (at least MIN_SIDE px) around the
+    /// prompt, enlarged to the model input.
+    #[arg(long = "focus", default_value = "auto")]
+    pub focus: String,
+}
+
+impl FocusArg {
+    pub fn resolve(&self, of_model: Option<Focus>) -> Res<Option<Focus>> {
+        match self.focus.trim() {
+            "auto" => Ok(of_model),
+            "off" => Ok(None),
+            s => {
+                let bad = || format!("--focus {s}: expected auto, off or CONTEXT,MIN_SIDE");
+                let (c, m) = s.split_once(',').ok_or_else(bad)?;
+                let f = Focus {
+                    context: c.trim().parse().map_err(|_| bad())?,
+                    min_side: m.trim().parse().map_err(|_| bad())?,
+                };
+                if !f.valid() {
+                    return Err(format!("--focus {s}: CONTEXT must be >= 1, MIN_SIDE > 0").into());
+                }
+                Ok(Some(f))
+            }
+        }
+    }
+}
+
+/// A model (default: the bundled one) with an optional adapter, merged for inference, and
+/// the focus its checkpoint was trained for.
 pub fn load_model(
     model: Option<&Path>,
     adapter: Option<&Path>,
     device: &Device,
-) -> Res<(Sam, Geometry)> {
+) -> Res<(Sam, Geometry, Option<Focus>)> {
     let path = model.map(Path::to_path_buf).unwrap_or_else(bundled_model);
     let bytes = read(&path)?;
+    let focus = Focus::of_checkpoint(&bytes);
     let (mut sam, geometry) =
         load_checkpoint(&bytes, device).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(a) = adapter {
@@ -73,7 +108,7 @@ pub fn load_model(
         }
         sam.image_encoder.merge_lora();
     }
-    Ok((sam, geometry))
+    Ok((sam, geometry, focus))
 }
 
 /// Label maps (FreeSurfer convention) of a folder, by file stem, sorted.
@@ -166,3 +201,16 @@ pub trait AwaitNative: std::future::Future + Sized {
 }
 
 impl<F: std::future::Future> AwaitNative for F {}
+
+/// Checkpoint metadata that tells segment, evaluate and the browser to predict in windows.
+pub fn focus_metadata(
+    focus: Option<Focus>,
+) -> Res<Option<std::collections::HashMap<String, String>>> {
+    Ok(match focus {
+        Some(f) => Some(std::collections::HashMap::from([(
+            Focus::METADATA_KEY.to_string(),
+            serde_json::to_string(&f)?,
+        )])),
+        None => None,
+    })
+}

@@ -12,7 +12,8 @@ use brainsam::data::{LabelVolume, Volume};
 use brainsam::segment::{bbox, interior_point, Session, SlicePrompt, StopRules};
 
 use super::common::{
-    device, label_maps, load_label_map, load_model, load_pairs, parse_labels, AwaitNative, Res,
+    device, label_maps, load_label_map, load_model, load_pairs, parse_labels, AwaitNative,
+    FocusArg, Res,
 };
 
 #[derive(clap::Args, Debug)]
@@ -55,6 +56,8 @@ pub struct EvaluateArgs {
     /// ones, for comparison.
     #[arg(long, default_value = "default")]
     pub stop_rules: String,
+    #[command(flatten)]
+    pub focus: FocusArg,
 }
 
 /// Per structure: |P ∩ T|, |P|, |T| summed over slices.
@@ -77,7 +80,8 @@ impl Counts {
 
 pub fn run(a: &EvaluateArgs) -> Res {
     let device = device(&a.backend)?;
-    let (sam, _) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    let focus = a.focus.resolve(of_model)?;
     let labels = parse_labels(&a.labels)?;
     let axis = match a.axis.as_str() {
         "sagittal" => 0,
@@ -156,6 +160,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
             _ => continue,
         };
         let mut session = Session::new(&image, device.clone())?;
+        session.set_focus(focus);
         let mut counts = vec![Counts::default(); labels.len()];
         let mut prompts = 0;
         if propagate {

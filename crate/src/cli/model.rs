@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use brainsam::backend;
 use brainsam::model::checkpoint::{load_sam, state_dict};
 use brainsam::model::{Geometry, Sam};
+use brainsam::segment::Focus;
 use brainsam::weights::{write_safetensors, StateDict};
+
+use super::common::{focus_metadata, FocusArg};
 
 type Res = Result<(), Box<dyn Error>>;
 
@@ -26,6 +29,10 @@ pub struct ConvertArgs {
     /// Store fp16 (half the size; fp32 in memory after loading).
     #[arg(long)]
     pub half: bool,
+    /// The focus the model was trained for (`train --focus-prob`), as CONTEXT,MIN_SIDE, or
+    /// `off`; by default the input's own is kept.
+    #[arg(long)]
+    pub focus: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -90,6 +97,13 @@ pub fn info(a: &InfoArgs) -> Res {
         e = g.image_size / g.patch_size,
         m = 4 * g.image_size / g.patch_size,
     );
+    match Focus::of_checkpoint(&read(&a.checkpoint)?) {
+        Some(f) => println!(
+            "focus        predicts on a window around each prompt: {}× its larger side, at least {} px",
+            f.context, f.min_side
+        ),
+        None => println!("focus        none (predicts on whole slices)"),
+    }
     let counts = sam.param_counts();
     let total: usize = counts.iter().map(|(_, n)| n).sum();
     for (name, n) in counts {
@@ -108,7 +122,15 @@ pub fn info(a: &InfoArgs) -> Res {
 
 pub fn convert(a: &ConvertArgs) -> Res {
     let (sd, g, _) = load(&a.input)?;
-    let bytes = write_safetensors(sd.iter(), a.half, Some(metadata(&g)))?;
+    let mut meta = metadata(&g);
+    let focus = match &a.focus {
+        Some(f) => FocusArg { focus: f.clone() }.resolve(None)?,
+        None => Focus::of_checkpoint(&read(&a.input)?),
+    };
+    if let Some(m) = focus_metadata(focus)? {
+        meta.extend(m);
+    }
+    let bytes = write_safetensors(sd.iter(), a.half, Some(meta))?;
     std::fs::write(&a.output, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
     println!(

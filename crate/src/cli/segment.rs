@@ -9,7 +9,7 @@ use brainsam::data::volume::{
 };
 use brainsam::segment::{PromptFile, Session};
 
-use super::common::{device, load_model, AwaitNative, Res};
+use super::common::{device, load_model, AwaitNative, FocusArg, Res};
 
 #[derive(clap::Args, Debug)]
 pub struct SegmentArgs {
@@ -32,6 +32,8 @@ pub struct SegmentArgs {
     pub adapter: Option<PathBuf>,
     #[arg(long, default_value = "ndarray")]
     pub backend: String,
+    #[command(flatten)]
+    pub focus: FocusArg,
 }
 
 pub fn run(a: &SegmentArgs) -> Res {
@@ -43,8 +45,9 @@ pub fn run(a: &SegmentArgs) -> Res {
     let text = std::fs::read_to_string(&a.prompts)
         .map_err(|e| format!("cannot read {}: {e}", a.prompts.display()))?;
     let file = PromptFile::parse(&text)?;
-    let (sam, _) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
     let mut session = Session::new(&loaded.volume, device)?;
+    session.set_focus(a.focus.resolve(of_model)?);
     let prompts = file.to_canonical(loaded.volume.dims, session.orientation())?;
     // Same-slice prompts share one encoding: group them by slice.
     let mut by_slice: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();

@@ -17,7 +17,8 @@ use brainsam::weights::write_safetensors;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::common::{
-    device, label_maps, load_label_map, load_model, load_pairs, parse_labels, read, sha256_hex, Res,
+    device, focus_metadata, label_maps, load_label_map, load_model, load_pairs, parse_labels, read,
+    sha256_hex, Res,
 };
 
 #[derive(clap::Args, Debug)]
@@ -71,6 +72,10 @@ pub struct TrainArgs {
     /// structure's mask here, as 3-D propagation prompts; the target may be empty.
     #[arg(long, default_value_t = 0.2)]
     pub neighbour_prob: f64,
+    /// Share of slices cut to a window around their first prompt and enlarged to the model
+    /// input (train a model for focused inference, `--focus` of segment and evaluate).
+    #[arg(long, default_value_t = 0.0)]
+    pub focus_prob: f64,
     /// Share of slices given a second, corrective round: a point from the first
     /// prediction's error region plus its logits as mask input (SAM's interactive training).
     #[arg(long, default_value_t = 0.25)]
@@ -144,7 +149,7 @@ pub fn run(a: &TrainArgs) -> Res {
     };
     let (sam, geometry, base_hash) = match (&a.model, &a.from_scratch) {
         (Some(m), _) => {
-            let (sam, g) = load_model(Some(m), None, &device)?;
+            let (sam, g, _) = load_model(Some(m), None, &device)?;
             (sam, g, sha256_hex(&read(m)?))
         }
         (None, Some(json)) => {
@@ -207,6 +212,7 @@ pub fn run(a: &TrainArgs) -> Res {
             prompts_per_slice: a.prompts_per_slice,
             point_prob: a.point_prob,
             neighbour_prob: a.neighbour_prob,
+            focus_prob: a.focus_prob,
             ..Default::default()
         },
         contrasts: a.contrasts.clone(),
@@ -336,9 +342,10 @@ pub fn run(a: &TrainArgs) -> Res {
             // encoder's fixed Fourier features).
             let sd = pollster::block_on(state_dict(&sam))?;
             let n = sam.param_counts().iter().map(|p| p.1).sum();
+            let meta = focus_metadata(cfg.sampler.inference_focus())?;
             (
                 "model.safetensors",
-                write_safetensors(sd.iter(), false, None)?,
+                write_safetensors(sd.iter(), false, meta)?,
                 n,
             )
         }

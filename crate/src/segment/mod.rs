@@ -31,6 +31,78 @@ pub enum SegmentError {
     Prompt(String),
 }
 
+/// A square window around a prompt: `context` times the prompt's larger side, at least
+/// `min_side` pixels, inside the slice. A model trained on such windows (`train
+/// --focus-prob`) sees small structures enlarged to its whole input: its mask logits then
+/// resolve fractions of a voxel instead of two voxels (256-px input, 128² logits).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Focus {
+    pub context: f32,
+    pub min_side: usize,
+}
+
+impl Focus {
+    /// Checkpoint metadata key of the focus a model was trained for.
+    pub const METADATA_KEY: &'static str = "brainsam.focus";
+
+    /// The focus a checkpoint's metadata asks for; None for a whole-slice model (Meta's
+    /// checkpoints, `.pth` files, older brainsam models).
+    pub fn of_checkpoint(bytes: &[u8]) -> Option<Focus> {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+        let json = meta.metadata().as_ref()?.get(Self::METADATA_KEY)?;
+        serde_json::from_str::<Focus>(json)
+            .ok()
+            .filter(|f| f.valid())
+    }
+
+    pub fn valid(&self) -> bool {
+        self.context >= 1.0 && self.context.is_finite() && self.min_side > 0
+    }
+
+    /// `[row0, col0, side]` of the window for `prompt` on a `rows × cols` slice: around its
+    /// box, or else its first point, and grown to hold every point. Refining clicks inside
+    /// the window thus keep it, and its encoding.
+    pub fn window(
+        &self,
+        prompt: &SlicePrompt,
+        rows: usize,
+        cols: usize,
+    ) -> Result<[usize; 3], SegmentError> {
+        let first = prompt.points.first().map(|[u, v, _]| [*u, *v, *u, *v]);
+        let anchor = prompt
+            .bbox
+            .or(first)
+            .ok_or_else(|| SegmentError::Prompt("give a point or a box".into()))?;
+        let w = self.around(anchor, rows, cols);
+        let inside = |u: f32, v: f32| {
+            u >= w[1] as f32
+                && v >= w[0] as f32
+                && u < (w[1] + w[2]) as f32
+                && v < (w[0] + w[2]) as f32
+        };
+        if prompt.points.iter().all(|[u, v, _]| inside(*u, *v)) {
+            return Ok(w);
+        }
+        let all = prompt
+            .points
+            .iter()
+            .fold(anchor, |[a, b, c, d], [u, v, _]| {
+                [a.min(*u), b.min(*v), c.max(*u), d.max(*v)]
+            });
+        Ok(self.around(all, rows, cols))
+    }
+
+    fn around(&self, [u0, v0, u1, v1]: [f32; 4], rows: usize, cols: usize) -> [usize; 3] {
+        let need = (self.context * (u1 - u0 + 1.0).max(v1 - v0 + 1.0)).ceil() as usize;
+        let side = need.max(self.min_side).min(rows).min(cols).max(1);
+        let start = |lo: f32, hi: f32, n: usize| {
+            let c = (lo + hi + 1.0) / 2.0;
+            ((c - side as f32 / 2.0).round().max(0.0) as usize).min(n - side)
+        };
+        [start(v0, v1, rows), start(u0, u1, cols), side]
+    }
+}
+
 /// A predicted mask on one canonical slice (`rows × cols`, 1 inside).
 #[derive(Debug, Clone)]
 pub struct SliceMask {
@@ -65,8 +137,10 @@ pub struct Session {
     orientation: Orientation,
     normalizer: Normalizer,
     device: Device,
-    cache: HashMap<(usize, usize), Encoded>,
+    /// Keyed by slice and window (`[row0, col0, side]`; None: the whole slice).
+    cache: HashMap<(usize, usize, Option<[usize; 3]>), Encoded>,
     clock: u64,
+    focus: Option<Focus>,
 }
 
 impl Session {
@@ -81,6 +155,7 @@ impl Session {
             device,
             cache: HashMap::new(),
             clock: 0,
+            focus: None,
         })
     }
 
@@ -107,8 +182,17 @@ impl Session {
         })
     }
 
+    /// Predicts every later prompt in a window around it (None: on the whole slice).
+    pub fn set_focus(&mut self, focus: Option<Focus>) {
+        self.focus = focus;
+    }
+
+    pub fn focus(&self) -> Option<Focus> {
+        self.focus
+    }
+
     pub fn is_encoded(&self, axis: usize, index: usize) -> bool {
-        self.cache.contains_key(&(axis, index))
+        self.cache.contains_key(&(axis, index, None))
     }
 
     /// Runs the image encoder on a slice (no-op when cached).
@@ -118,12 +202,37 @@ impl Session {
         axis: usize,
         index: usize,
     ) -> Result<(), SegmentError> {
+        self.encode_window(sam, axis, index, None)
+    }
+
+    /// Encodes a slice or a square window of it (no-op when cached); the window's pixels
+    /// are enlarged to the model input by the encoder's own resize.
+    fn encode_window(
+        &mut self,
+        sam: &Sam,
+        axis: usize,
+        index: usize,
+        window: Option<[usize; 3]>,
+    ) -> Result<(), SegmentError> {
         self.clock += 1;
-        if let Some(e) = self.cache.get_mut(&(axis, index)) {
+        let key = (axis, index, window);
+        if let Some(e) = self.cache.get_mut(&key) {
             e.last_use = self.clock;
             return Ok(());
         }
-        let plane = slicing::slice(&self.image, axis, index)?;
+        let mut plane = slicing::slice(&self.image, axis, index)?;
+        if let Some([r0, c0, side]) = window {
+            if r0 + side > plane.rows || c0 + side > plane.cols {
+                return Err(SegmentError::Prompt("window outside the slice".into()));
+            }
+            plane = Plane {
+                rows: side,
+                cols: side,
+                data: (r0..r0 + side)
+                    .flat_map(|r| plane.data[r * plane.cols + c0..][..side].iter().copied())
+                    .collect(),
+            };
+        }
         let rgb = self.normalizer.to_rgb(&plane);
         let predictor = SamPredictor::new(sam, self.device.clone());
         let (x, input) = predictor.preprocess(&rgb, plane.rows, plane.cols)?;
@@ -139,7 +248,7 @@ impl Session {
             }
         }
         self.cache.insert(
-            (axis, index),
+            key,
             Encoded {
                 embedding,
                 original: (plane.rows, plane.cols),
@@ -155,7 +264,72 @@ impl Session {
         self.cache.clear();
     }
 
-    /// One mask for a prompt on a canonical slice (encodes the slice first if needed).
+    /// One mask for a prompt, predicted on a square window around the prompt that is
+    /// enlarged to the model input, then pasted back into the whole slice.
+    async fn predict_focused(
+        &mut self,
+        sam: &Sam,
+        axis: usize,
+        index: usize,
+        prompt: &SlicePrompt,
+        focus: Focus,
+    ) -> Result<SliceMask, SegmentError> {
+        let (ua, va) = slicing::plane_axes(axis)?;
+        let dims = self.image.dims;
+        let (rows, cols) = (dims[va], dims[ua]);
+        if index >= dims[axis] {
+            return Err(SegmentError::Prompt(format!(
+                "slice {index} is outside the volume's {} slices along axis {axis}",
+                dims[axis]
+            )));
+        }
+        prompt.check(rows, cols)?;
+        let window @ [r0, c0, side] = focus.window(prompt, rows, cols)?;
+        self.encode_window(sam, axis, index, Some(window))?;
+        let e = self
+            .cache
+            .get(&(axis, index, Some(window)))
+            .ok_or_else(|| SegmentError::Prompt("window not encoded".into()))?;
+        let mut predictor = SamPredictor::new(sam, self.device.clone());
+        predictor.set_embedding(e.embedding.clone(), e.original, e.input);
+        let (du, dv) = (c0 as f32, r0 as f32);
+        let p = Prompt {
+            points: prompt
+                .points
+                .iter()
+                .map(|[u, v, l]| ([*u - du, *v - dv], *l))
+                .collect(),
+            bbox: prompt
+                .bbox
+                .map(|[u0, v0, u1, v1]| [u0 - du, v0 - dv, u1 - du, v1 - dv]),
+            // Logits of an earlier window need not line up with this one.
+            mask_input: None,
+            multimask: false,
+        };
+        let pred = predictor.predict(&p).await?;
+        let m = pred
+            .mask(0)
+            .ok_or_else(|| SegmentError::Prompt("the model returned no mask".into()))?;
+        if m.len() != side * side {
+            return Err(SegmentError::Prompt(
+                "the model's mask does not fit its window".into(),
+            ));
+        }
+        let mut data = vec![0u8; rows * cols];
+        for (r, row) in m.chunks_exact(side).enumerate() {
+            data[(r0 + r) * cols + c0..][..side].copy_from_slice(row);
+        }
+        Ok(SliceMask {
+            rows,
+            cols,
+            data,
+            iou: pred.iou.first().copied().unwrap_or(0.0),
+            low_res_logits: Vec::new(),
+        })
+    }
+
+    /// One mask for a prompt on a canonical slice (encodes the slice, or with a focus the
+    /// window around the prompt, first if needed).
     pub async fn predict(
         &mut self,
         sam: &Sam,
@@ -163,10 +337,13 @@ impl Session {
         index: usize,
         prompt: &SlicePrompt,
     ) -> Result<SliceMask, SegmentError> {
+        if let Some(f) = self.focus {
+            return self.predict_focused(sam, axis, index, prompt, f).await;
+        }
         self.encode(sam, axis, index).await?;
         let e = self
             .cache
-            .get(&(axis, index))
+            .get(&(axis, index, None))
             .ok_or_else(|| SegmentError::Prompt("slice not encoded".into()))?;
         let mut predictor = SamPredictor::new(sam, self.device.clone());
         predictor.set_embedding(e.embedding.clone(), e.original, e.input);
@@ -290,6 +467,125 @@ mod tests {
             s.canonical_image().get(cv[0], cv[1], cv[2]),
             src.get(sv[0], sv[1], sv[2])
         );
+    }
+
+    #[test]
+    fn focus_windows_hold_the_prompt_and_stay_inside_the_slice() {
+        let f = Focus {
+            context: 2.0,
+            min_side: 8,
+        };
+        let boxed = |b| SlicePrompt {
+            bbox: Some(b),
+            ..Default::default()
+        };
+        // A 10 × 6 box: side 20, centred on the box.
+        assert_eq!(
+            f.window(&boxed([20.0, 30.0, 29.0, 35.0]), 64, 64).unwrap(),
+            [23, 15, 20]
+        );
+        // Near the border the window shifts inside; it never exceeds the slice.
+        assert_eq!(
+            f.window(&boxed([0.0, 0.0, 3.0, 3.0]), 64, 64).unwrap(),
+            [0, 0, 8]
+        );
+        assert_eq!(
+            f.window(&boxed([0.0, 0.0, 40.0, 9.0]), 64, 30).unwrap(),
+            [0, 0, 30]
+        );
+        // One click: the minimum side around it; a second click inside keeps the window,
+        // one outside grows it to hold both.
+        let click = |pts: Vec<[f32; 3]>| SlicePrompt {
+            points: pts,
+            ..Default::default()
+        };
+        let one = f.window(&click(vec![[32.0, 32.0, 1.0]]), 64, 64).unwrap();
+        assert_eq!(one, [29, 29, 8]);
+        let near = click(vec![[32.0, 32.0, 1.0], [34.0, 30.0, 0.0]]);
+        assert_eq!(f.window(&near, 64, 64).unwrap(), one);
+        let far = click(vec![[32.0, 32.0, 1.0], [50.0, 32.0, 0.0]]);
+        let [r0, c0, side] = f.window(&far, 64, 64).unwrap();
+        assert!(
+            c0 <= 32 && c0 + side > 50 && r0 <= 32 && r0 + side > 32,
+            "{r0} {c0} {side}"
+        );
+        assert!(f.window(&SlicePrompt::default(), 64, 64).is_err());
+    }
+
+    #[test]
+    fn focus_is_read_from_checkpoint_metadata_and_absent_otherwise() {
+        use std::collections::HashMap;
+        let sd = crate::weights::StateDict::default();
+        let f = Focus {
+            context: 2.0,
+            min_side: 64,
+        };
+        let meta = HashMap::from([(
+            Focus::METADATA_KEY.to_string(),
+            serde_json::to_string(&f).unwrap(),
+        )]);
+        let with = crate::weights::write_safetensors(sd.iter(), false, Some(meta)).unwrap();
+        let without = crate::weights::write_safetensors(sd.iter(), false, None).unwrap();
+        assert_eq!(Focus::of_checkpoint(&with), Some(f));
+        assert_eq!(Focus::of_checkpoint(&without), None);
+        assert_eq!(Focus::of_checkpoint(b"not a checkpoint"), None);
+    }
+
+    #[test]
+    fn a_focused_prediction_on_a_window_of_the_whole_slice_is_the_plain_prediction() {
+        let device = crate::backend::cpu();
+        let g = crate::model::Geometry {
+            embed_dim: 16,
+            depth: 1,
+            num_heads: 1,
+            global_attn_indexes: vec![0],
+            image_size: 32,
+            patch_size: 8,
+            window_size: 4,
+        };
+        let sam = g.config().init(&device);
+        let n = 12;
+        let mut eye = [[0.0; 4]; 4];
+        (0..4).for_each(|i| eye[i][i] = 1.0);
+        let data = (0..n * n * 3).map(|i| ((i * 37) % 101) as f32).collect();
+        let vol = Volume::new([n, n, 3], data, eye).unwrap();
+        let prompt = SlicePrompt {
+            points: vec![[5.0, 6.0, 1.0]],
+            bbox: Some([3.0, 2.0, 8.0, 9.0]),
+            ..Default::default()
+        };
+        let mut plain = Session::new(&vol, device.clone()).unwrap();
+        let a = pollster::block_on(plain.predict(&sam, 2, 1, &prompt)).unwrap();
+        let mut focused = Session::new(&vol, device.clone()).unwrap();
+        focused.set_focus(Some(Focus {
+            context: 10.0,
+            min_side: 1,
+        }));
+        let b = pollster::block_on(focused.predict(&sam, 2, 1, &prompt)).unwrap();
+        assert_eq!(a.data, b.data);
+        assert!((a.iou - b.iou).abs() < 1e-6);
+        // A smaller window: the mask is the window's, zero outside it.
+        focused.set_focus(Some(Focus {
+            context: 1.0,
+            min_side: 1,
+        }));
+        let c = pollster::block_on(focused.predict(&sam, 2, 1, &prompt)).unwrap();
+        assert_eq!((c.rows, c.cols), (n, n));
+        let [r0, c0, side] = Focus {
+            context: 1.0,
+            min_side: 1,
+        }
+        .window(&prompt, n, n)
+        .unwrap();
+        for r in 0..n {
+            for col in 0..n {
+                let inside = (r0..r0 + side).contains(&r) && (c0..c0 + side).contains(&col);
+                assert!(
+                    inside || c.data[r * n + col] == 0,
+                    "({r}, {col}) outside the window"
+                );
+            }
+        }
     }
 
     #[test]

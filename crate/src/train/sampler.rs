@@ -4,7 +4,7 @@
 use crate::data::rng::Rng;
 use crate::data::slicing::{self, Normalizer, Plane};
 use crate::data::{LabelVolume, Volume};
-use crate::segment::{bbox, interior_point};
+use crate::segment::{bbox, interior_point, Focus, SlicePrompt};
 
 /// How prompts and slices are drawn.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -28,6 +28,34 @@ pub struct SamplerConfig {
     /// structure ends, which teaches the model that a box alone is not a structure.
     #[serde(default)]
     pub neighbour_prob: f64,
+    /// Share of slices cut to a window around their first prompt (as `Session` does for a
+    /// focused model), the window drawn as [`Focus`] with a context and minimum side
+    /// uniform in these ranges.
+    #[serde(default)]
+    pub focus_prob: f64,
+    #[serde(default = "default_focus_context")]
+    pub focus_context: [f32; 2],
+    #[serde(default = "default_focus_min_side")]
+    pub focus_min_side: [usize; 2],
+}
+
+impl SamplerConfig {
+    /// The focus a model trained with these samples should be used with: the centre of the
+    /// drawn ranges when most samples were focused, else None (whole slices).
+    pub fn inference_focus(&self) -> Option<Focus> {
+        (self.focus_prob >= 0.5).then(|| Focus {
+            context: (self.focus_context[0] + self.focus_context[1]) / 2.0,
+            min_side: (self.focus_min_side[0] + self.focus_min_side[1]) / 2,
+        })
+    }
+}
+
+fn default_focus_context() -> [f32; 2] {
+    [1.5, 2.5]
+}
+
+fn default_focus_min_side() -> [usize; 2] {
+    [48, 80]
 }
 
 impl Default for SamplerConfig {
@@ -41,6 +69,9 @@ impl Default for SamplerConfig {
             crop_prob: 0.3,
             flip_prob: 0.5,
             neighbour_prob: 0.2,
+            focus_prob: 0.0,
+            focus_context: default_focus_context(),
+            focus_min_side: default_focus_min_side(),
         }
     }
 }
@@ -163,7 +194,83 @@ pub fn sample_slice(
         }
         sample.targets.push((l, mask));
     }
+    if cfg.focus_prob > 0.0 && rng.uniform() < cfg.focus_prob {
+        sample = focus(sample, cfg, rng)?;
+    }
     Some(sample)
+}
+
+/// Cuts the sample to a window around its first prompt, drawn as inference draws it; other
+/// structures stay only where they and their prompts lie wholly inside.
+fn focus(s: SliceSample, cfg: &SamplerConfig, rng: &mut Rng) -> Option<SliceSample> {
+    let [c0, c1] = cfg.focus_context;
+    let [m0, m1] = cfg.focus_min_side;
+    let f = Focus {
+        context: c0 + (c1 - c0).max(0.0) * rng.uniform() as f32,
+        min_side: m0 + rng.below(m1.saturating_sub(m0) + 1),
+    };
+    let real = |p: &Vec<[f32; 3]>| p.iter().filter(|q| q[2] >= 0.0).copied().collect();
+    let first = SlicePrompt {
+        points: s.points.first().map(real).unwrap_or_default(),
+        bbox: s.boxes.first().copied(),
+        mask_input: None,
+    };
+    let (rows, cols) = (s.image.rows, s.image.cols);
+    let [r0, c0, side] = f.window(&first, rows, cols).ok()?;
+    let inside_uv = |u: f32, v: f32| {
+        u >= c0 as f32 && v >= r0 as f32 && u < (c0 + side) as f32 && v < (r0 + side) as f32
+    };
+    let shift = |[u, v, l]: [f32; 3]| {
+        if l < 0.0 {
+            [0.0, 0.0, l]
+        } else {
+            [u - c0 as f32, v - r0 as f32, l]
+        }
+    };
+    let image = crop(&s.image, r0, c0, side, side);
+    let mut out = SliceSample {
+        image,
+        targets: Vec::new(),
+        boxes: Vec::new(),
+        points: Vec::new(),
+    };
+    for (k, (l, mask)) in s.targets.into_iter().enumerate() {
+        let b = s.boxes.get(k).copied();
+        let pts = s.points.get(k).cloned();
+        let plane = Plane {
+            rows,
+            cols,
+            data: mask,
+        };
+        let cut = crop(&plane, r0, c0, side, side);
+        if k > 0 {
+            let whole = cut.data.iter().filter(|v| **v != 0).count()
+                == plane.data.iter().filter(|v| **v != 0).count();
+            let prompt_in = b.map_or(true, |[u0, v0, u1, v1]| {
+                inside_uv(u0, v0) && inside_uv(u1, v1)
+            }) && pts.as_ref().map_or(true, |p| {
+                p.iter().all(|q| q[2] < 0.0 || inside_uv(q[0], q[1]))
+            });
+            if !whole || !prompt_in {
+                continue;
+            }
+        }
+        if let Some([u0, v0, u1, v1]) = b {
+            let m = (side - 1) as f32;
+            let (du, dv) = (c0 as f32, r0 as f32);
+            out.boxes.push([
+                (u0 - du).clamp(0.0, m),
+                (v0 - dv).clamp(0.0, m),
+                (u1 - du).clamp(0.0, m),
+                (v1 - dv).clamp(0.0, m),
+            ]);
+        }
+        if let Some(p) = pts {
+            out.points.push(p.into_iter().map(shift).collect());
+        }
+        out.targets.push((l, cut.data));
+    }
+    Some(out)
 }
 
 /// Random crop (zoom) and flips/transposes applied identically to image and label planes.
@@ -366,6 +473,69 @@ mod tests {
         }
         // Neighbours 1–3 slices away: slice 7 from 6 (and back) is full, the rest empty.
         assert!(empty > 0 && full > 0, "{empty} empty, {full} full");
+    }
+
+    #[test]
+    fn focused_samples_cut_image_masks_and_prompts_to_one_window_around_the_first_prompt() {
+        // Two boxes of structures 5 and 6 far apart in a 64-wide axial plane; the image
+        // holds the label values, so a misaligned cut shows as a mismatch.
+        let n = 64;
+        let mut lab = vec![0i32; n * n * 4];
+        for z in 0..4 {
+            for y in 10..20 {
+                for x in 8..14 {
+                    lab[(z * n + y) * n + x] = 5;
+                }
+                for x in 50..56 {
+                    lab[(z * n + y) * n + x] = 6;
+                }
+            }
+        }
+        let mut eye = [[0.0; 4]; 4];
+        (0..4).for_each(|i| eye[i][i] = 1.0);
+        let dims = [n, n, 4];
+        let image = Volume::new(dims, lab.iter().map(|l| *l as f32 * 10.0).collect(), eye).unwrap();
+        let labels = Volume::new(dims, lab, eye).unwrap();
+        let norm = Normalizer::robust(&image).unwrap();
+        let cfg = SamplerConfig {
+            axes: vec![2],
+            crop_prob: 0.0,
+            flip_prob: 0.0,
+            neighbour_prob: 0.0,
+            box_jitter: 0.0,
+            focus_prob: 1.0,
+            focus_context: [2.0, 2.0],
+            focus_min_side: [16, 16],
+            ..SamplerConfig::default()
+        };
+        let mut rng = Rng::new(3);
+        for use_points in [false, true] {
+            for _ in 0..10 {
+                let s = sample_slice(&image, &norm, &labels, &[5, 6], &cfg, use_points, &mut rng)
+                    .unwrap();
+                // Box 6 × 10 → window side 20; the other structure is 36 px away: dropped.
+                let side = if use_points { s.image.rows } else { 20 };
+                assert_eq!((s.image.rows, s.image.cols), (side, side));
+                assert_eq!(s.targets.len(), 1);
+                let (l, mask) = &s.targets[0];
+                let fg = norm.to_u8(*l as f32 * 10.0);
+                for (m, g) in mask.iter().zip(&s.image.data) {
+                    assert_eq!(*m != 0, *g == fg, "image and mask disagree");
+                }
+                assert_eq!(mask.iter().filter(|v| **v != 0).count(), 60);
+                if use_points {
+                    for [u, v, lb] in &s.points[0] {
+                        if *lb == 1.0 {
+                            assert_eq!(mask[*v as usize * side + *u as usize], 1);
+                        }
+                    }
+                } else {
+                    let [u0, v0, u1, v1] = s.boxes[0];
+                    let b = bbox(mask, side, side).unwrap();
+                    assert_eq!([u0, v0, u1, v1], b.map(|x| x as f32));
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,10 +18,12 @@ use crate::data::Volume;
 use crate::model::adapter::apply_adapter;
 use crate::model::checkpoint::load_checkpoint;
 use crate::model::Sam;
-use crate::segment::{Session, SliceMask, SlicePrompt};
+use crate::segment::{Focus, Session, SliceMask, SlicePrompt};
 
 struct Model {
     sam: Sam,
+    /// Windows around prompts, for a model trained on them (checkpoint metadata).
+    focus: Option<Focus>,
 }
 
 #[derive(Default)]
@@ -98,9 +100,11 @@ impl Engine {
         if let Some(s) = st.session.as_mut() {
             s.clear_cache();
         }
-        st.model = Some(Model { sam });
+        let focus = Focus::of_checkpoint(weights);
+        st.model = Some(Model { sam, focus });
         to_js(&serde_json::json!({
             "geometry": geometry,
+            "focus": focus,
             "attention_bytes": largest_attention_bytes(&geometry),
             "parameters": parameters,
             "adapter": adapter_info,
@@ -292,7 +296,8 @@ impl Engine {
             .model
             .take()
             .ok_or_else(|| JsError::new("no model is loaded"))?;
-        let session = st.session.take().ok_or_else(no_image)?;
+        let mut session = st.session.take().ok_or_else(no_image)?;
+        session.set_focus(model.focus);
         Ok((model, session))
     }
 
@@ -372,7 +377,8 @@ fn slice_prompt(
     Ok(SlicePrompt {
         points: points.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect(),
         bbox,
-        mask_input,
+        // A focused model's predictions carry no logits: nothing to refine from.
+        mask_input: mask_input.filter(|m| !m.is_empty()),
     })
 }
 

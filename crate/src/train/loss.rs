@@ -6,22 +6,34 @@ use burn::tensor::activation::{log_sigmoid, sigmoid};
 /// `w · Dice + (1 - w) · BCE` on logits `[B, M, H, W]` against targets in [0, 1] (the
 /// paper's 0.8 / 0.2). Dice is soft, per mask, averaged; BCE is averaged over pixels.
 pub fn dice_bce(logits: Tensor<4>, targets: Tensor<4>, dice_weight: f64) -> Tensor<1> {
+    dice_bce_each(logits, targets, dice_weight).mean()
+}
+
+/// [`dice_bce`] of each mask, `[B · M]` (their mean is `dice_bce`: masks are equal-sized).
+pub fn dice_bce_each(logits: Tensor<4>, targets: Tensor<4>, dice_weight: f64) -> Tensor<1> {
     let [b, m, h, w] = logits.dims();
     let p = sigmoid(logits.clone()).reshape([b * m, h * w]);
     let t = targets.clone().reshape([b * m, h * w]);
     let inter = (p.clone() * t.clone()).sum_dim(1);
     let dice = (inter * 2.0 + 1.0) / (p.sum_dim(1) + t.sum_dim(1) + 1.0);
-    let dice_loss = dice.neg().add_scalar(1.0).mean();
+    let dice_loss = dice.neg().add_scalar(1.0).reshape([b * m]);
     let bce = (targets.clone() * log_sigmoid(logits.clone())
         + targets.neg().add_scalar(1.0) * log_sigmoid(logits.neg()))
     .neg()
-    .mean();
+    .reshape([b * m, h * w])
+    .mean_dim(1)
+    .reshape([b * m]);
     dice_loss * dice_weight + bce * (1.0 - dice_weight)
 }
 
 /// Mean squared error of the IoU head `[B, M]` against the IoU its masks actually reach
 /// (thresholded at 0, as at inference; no gradient flows into the masks from here).
 pub fn iou_mse(logits: Tensor<4>, iou_pred: Tensor<2>, targets: Tensor<4>) -> Tensor<1> {
+    iou_mse_each(logits, iou_pred, targets).mean()
+}
+
+/// [`iou_mse`] of each mask, `[B · M]`.
+pub fn iou_mse_each(logits: Tensor<4>, iou_pred: Tensor<2>, targets: Tensor<4>) -> Tensor<1> {
     let [b, m, h, w] = logits.dims();
     let pred = logits
         .detach()
@@ -31,8 +43,8 @@ pub fn iou_mse(logits: Tensor<4>, iou_pred: Tensor<2>, targets: Tensor<4>) -> Te
     let t = targets.greater_elem(0.5).float().reshape([b * m, h * w]);
     let inter = (pred.clone() * t.clone()).sum_dim(1);
     let union = (pred + t).sum_dim(1) - inter.clone();
-    let iou = (inter / union.clamp_min(1.0)).reshape([b, m]);
-    (iou_pred - iou).powi_scalar(2).mean()
+    let iou = (inter / union.clamp_min(1.0)).reshape([b * m]);
+    (iou_pred.reshape([b * m]) - iou).powi_scalar(2)
 }
 
 #[cfg(all(test, feature = "ndarray"))]

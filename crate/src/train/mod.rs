@@ -2,6 +2,7 @@
 //! recipe (frozen image encoder, LoRA adapters, prompt encoder and mask decoder trained).
 
 pub mod batch;
+mod batched;
 pub mod checkpoint;
 pub mod loss;
 pub mod plot;
@@ -145,14 +146,29 @@ fn correction_points(
         .try_to_vec::<f32>()
         .ok()?;
     let truth = targets.clone().into_data().try_to_vec::<f32>().ok()?;
+    let (xy, lab) = error_points(&pred, &truth, k, l, img_size, seed);
+    Some(append_points(points, xy, lab, k, &device))
+}
+
+/// Per mask (`k` masks of `l × l` logits and targets, on the host), one point in model-input
+/// pixels from the larger error region and its label; `[0, 0]` and -1 ("not a point") for
+/// a perfect mask, which keeps shapes equal.
+fn error_points(
+    pred: &[f32],
+    truth: &[f32],
+    k: usize,
+    l: usize,
+    img_size: usize,
+    seed: u64,
+) -> (Vec<f32>, Vec<f32>) {
     let mut rng = crate::data::rng::Rng::new(seed);
     let cell = img_size as f32 / l as f32;
     let (mut xy, mut lab) = (Vec::with_capacity(k * 2), Vec::with_capacity(k));
-    for m in 0..k {
-        let (p, t) = (
-            &pred[m * l * l..(m + 1) * l * l],
-            &truth[m * l * l..(m + 1) * l * l],
-        );
+    for (p, t) in pred
+        .chunks_exact(l * l)
+        .zip(truth.chunks_exact(l * l))
+        .take(k)
+    {
         let missed: Vec<usize> = (0..l * l).filter(|&i| t[i] > 0.5 && p[i] <= 0.0).collect();
         let false_: Vec<usize> = (0..l * l).filter(|&i| t[i] <= 0.5 && p[i] > 0.0).collect();
         let (pool, label) = if missed.len() >= false_.len() {
@@ -165,27 +181,38 @@ fn correction_points(
                 xy.extend([((i % l) as f32 + 0.5) * cell, ((i / l) as f32 + 0.5) * cell]);
                 lab.push(label);
             }
-            // Perfect already: SAM's "not a point" padding keeps shapes equal.
             _ => {
                 xy.extend([0.0, 0.0]);
                 lab.push(-1.0);
             }
         }
     }
-    let new_xy = Tensor::<3>::from_data(TensorData::new(xy, [k, 1, 2]), &device);
-    let new_lab = Tensor::<2>::from_data(TensorData::new(lab, [k, 1]), &device);
-    Some(match points {
+    (xy, lab)
+}
+
+/// `points` with one more point per prompt (`xy` `[k, 2]`, `labels` `[k]`) at the end.
+fn append_points(
+    points: Option<(Tensor<3>, Tensor<2>)>,
+    xy: Vec<f32>,
+    labels: Vec<f32>,
+    k: usize,
+    device: &Device,
+) -> (Tensor<3>, Tensor<2>) {
+    let new_xy = Tensor::<3>::from_data(TensorData::new(xy, [k, 1, 2]), device);
+    let new_lab = Tensor::<2>::from_data(TensorData::new(labels, [k, 1]), device);
+    match points {
         Some((c, l)) => (
             Tensor::cat(vec![c, new_xy], 1),
             Tensor::cat(vec![l, new_lab], 1),
         ),
         None => (new_xy, new_lab),
-    })
+    }
 }
 
 /// One optimiser step on the mean loss of `batches` (the slices of one step): their images
-/// go through the encoder as one batch and the loss is differentiated once, which keeps a
-/// GPU busy where one slice at a time would leave it waiting on launches and readbacks.
+/// go through the encoder as one batch, their prompts through the decoder in as few calls
+/// as their shapes allow, and the loss is differentiated once, which keeps a GPU busy where
+/// one slice at a time would leave it waiting on launches and readbacks.
 /// Returns the updated model and the mean mask loss.
 pub fn step(
     sam: Sam,
@@ -200,20 +227,7 @@ pub fn step(
     let n = batches.len() as f64;
     let images = Tensor::cat(batches.iter().map(|b| b.images.clone()).collect(), 0);
     let embeddings = sam.embed(images);
-    let mut total: Option<Tensor<1>> = None;
-    let mut masks: Option<Tensor<1>> = None;
-    for (i, batch) in batches.iter().enumerate() {
-        let (t, m) = decode_loss(&sam, embeddings.clone().slice([i..i + 1]), batch, w);
-        total = Some(match total {
-            Some(s) => s + t,
-            None => t,
-        });
-        masks = Some(match masks {
-            Some(s) => s + m,
-            None => m,
-        });
-    }
-    let (Some(total), Some(masks)) = (total, masks) else {
+    let Some((total, masks)) = batched::slices_loss(&sam, &embeddings, batches, w) else {
         return (sam, 0.0);
     };
     let grads = GradientsParams::from_grads((total / n).backward(), &sam);
@@ -336,11 +350,36 @@ mod tests {
             targets: Tensor::random([2, 1, 16, 16], Distribution::Bernoulli(0.3), &device),
             correction: None,
         };
-        let first = Batch {
-            correction: None,
-            ..first
+        // Four slices in two decoder groups (boxes; two points each), one corrected slice
+        // in each group, so the batched decoder, its per-slice weights and the batched
+        // corrective round are all compared with each slice decoded alone.
+        let third = Batch {
+            images: Tensor::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
+            boxes: None,
+            points: Some((
+                Tensor::from_data(
+                    TensorData::new(vec![12.0f32, 40.0, 30.0, 8.0], [1, 2, 2]),
+                    &device,
+                ),
+                Tensor::from_data(TensorData::new(vec![1.0f32, 1.0], [1, 2]), &device),
+            )),
+            targets: Tensor::random([1, 1, 16, 16], Distribution::Bernoulli(0.4), &device),
+            correction: Some(5),
         };
-        let batches = [first, second];
+        let fourth = Batch {
+            images: Tensor::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
+            boxes: Some(Tensor::from_data(
+                TensorData::new(
+                    vec![4.0f32, 8.0, 30.0, 40.0, 10.0, 12.0, 60.0, 50.0],
+                    [2, 4],
+                ),
+                &device,
+            )),
+            points: None,
+            targets: Tensor::random([2, 1, 16, 16], Distribution::Bernoulli(0.2), &device),
+            correction: None,
+        };
+        let batches = [first, second, third, fourth];
         let w = LossWeights::default();
         let mut optim = SgdConfig::new().init();
         let (batched, _) = step(sam.clone(), &mut optim, &batches, 0.1, w);
@@ -350,7 +389,7 @@ mod tests {
             let (total, _) = forward_loss(&sam, b, w);
             acc.accumulate(
                 &sam,
-                GradientsParams::from_grads((total / 2.0).backward(), &sam),
+                GradientsParams::from_grads((total / batches.len() as f64).backward(), &sam),
             );
         }
         let mut optim = SgdConfig::new().init();

@@ -42,12 +42,18 @@ def main():
                                   "per_structure": per}
     log = os.path.join(run, "log.csv")
     rows = [l.split(",") for l in open(log).read().splitlines()[1:]] if os.path.exists(log) else []
+    # safetensors: 8-byte little-endian header length, then the JSON header.
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    focus = header.get("__metadata__", {}).get("brainsam.focus")
     manifest = {
         "file": os.path.basename(model),
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
         "dtype": "float16",
         "geometry": cfg["geometry"],
+        # Where each prompt is predicted (checkpoint metadata `brainsam.focus`): a window of
+        # context x the prompt's size, at least min_side px; null: the whole slice.
+        "focus": json.loads(focus) if focus else None,
         "trained_by": os.environ.get(
             "TRAINED_BY", "brainsam train (this repository), from scratch, every weight trainable"),
         "recipe": cfg["config"],

@@ -16,7 +16,7 @@ const PUTAMEN = 5; // Left-Putamen in the page's ids (FreeSurfer 12)
 // axial section must give a slice Dice of at least this. The gate is there to catch a mask in
 // the wrong place (a flipped axis, a mis-mapped click) or an untrained model, which score near
 // 0; it does not certify quality (that is `brainsam evaluate`'s job: the bundled CPU-trained
-// model averages 0.50 with one point per slice on held-out subjects, and single slices spread
+// model averages 0.59 with one point per slice on held-out subjects, and single slices spread
 // around that, e.g. 0.42 and 0.52 here for two of its training stages).
 const TRAINED_MIN_SLICE_DICE = 0.3;
 // The page's worker answers in order: a request can wait behind an encode-ahead, which takes

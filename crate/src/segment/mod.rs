@@ -531,9 +531,8 @@ mod tests {
         assert_eq!(Focus::of_checkpoint(b"not a checkpoint"), None);
     }
 
-    #[test]
-    fn a_focused_prediction_on_a_window_of_the_whole_slice_is_the_plain_prediction() {
-        let device = crate::backend::cpu();
+    /// A random SAM small enough for unit tests (32-px input).
+    fn tiny_sam(device: &Device) -> Sam {
         let g = crate::model::Geometry {
             embed_dim: 16,
             depth: 1,
@@ -543,7 +542,13 @@ mod tests {
             patch_size: 8,
             window_size: 4,
         };
-        let sam = g.config().init(&device);
+        g.config().init(device)
+    }
+
+    #[test]
+    fn a_focused_prediction_on_a_window_of_the_whole_slice_is_the_plain_prediction() {
+        let device = crate::backend::cpu();
+        let sam = tiny_sam(&device);
         let n = 12;
         let mut eye = [[0.0; 4]; 4];
         (0..4).for_each(|i| eye[i][i] = 1.0);
@@ -591,16 +596,7 @@ mod tests {
     #[test]
     fn prompts_outside_the_slice_are_errors_not_panics() {
         let device = crate::backend::cpu();
-        let g = crate::model::Geometry {
-            embed_dim: 16,
-            depth: 1,
-            num_heads: 1,
-            global_attn_indexes: vec![0],
-            image_size: 32,
-            patch_size: 8,
-            window_size: 4,
-        };
-        let sam = g.config().init(&device);
+        let sam = tiny_sam(&device);
         let mut s = Session::new(&oblique_volume(), device).unwrap();
         for p in [
             SlicePrompt {

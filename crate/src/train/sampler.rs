@@ -246,11 +246,10 @@ fn focus(s: SliceSample, cfg: &SamplerConfig, rng: &mut Rng) -> Option<SliceSamp
         if k > 0 {
             let whole = cut.data.iter().filter(|v| **v != 0).count()
                 == plane.data.iter().filter(|v| **v != 0).count();
-            let prompt_in = b.map_or(true, |[u0, v0, u1, v1]| {
-                inside_uv(u0, v0) && inside_uv(u1, v1)
-            }) && pts.as_ref().map_or(true, |p| {
-                p.iter().all(|q| q[2] < 0.0 || inside_uv(q[0], q[1]))
-            });
+            let prompt_in = b.is_none_or(|[u0, v0, u1, v1]| inside_uv(u0, v0) && inside_uv(u1, v1))
+                && pts
+                    .as_ref()
+                    .is_none_or(|p| p.iter().all(|q| q[2] < 0.0 || inside_uv(q[0], q[1])));
             if !whole || !prompt_in {
                 continue;
             }

@@ -58,6 +58,10 @@ pub struct EvaluateArgs {
     pub stop_rules: String,
     #[command(flatten)]
     pub focus: FocusArg,
+    /// Also write each subject's image, truth and prediction (NIfTI) into this folder, to
+    /// look at what the model got wrong.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
 }
 
 /// Per structure: |P ∩ T|, |P|, |T| summed over slices.
@@ -163,6 +167,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
         session.set_focus(focus);
         let mut counts = vec![Counts::default(); labels.len()];
         let mut prompts = 0;
+        let mut predicted = a.save.as_ref().map(|_| vec![0i32; truth.data.len()]);
         if propagate {
             let largest = largest_sections(&truth, axis, &labels);
             for (k, &l) in labels.iter().enumerate() {
@@ -205,6 +210,9 @@ pub fn run(a: &EvaluateArgs) -> Res {
                         }
                     };
                     prompts += 1;
+                    if let Some(vol) = predicted.as_mut() {
+                        paint(vol, truth.dims, axis, index, tp.cols, &pred, l)?;
+                    }
                     let c = &mut counts[k];
                     c.truth += area;
                     for (p, t) in pred.iter().zip(&mask) {
@@ -214,6 +222,9 @@ pub fn run(a: &EvaluateArgs) -> Res {
                 }
                 session.clear_cache(); // each slice is visited once
             }
+        }
+        if let (Some(dir), Some(vol)) = (&a.save, predicted) {
+            save_subject(dir, &name, &image, &truth, vol)?;
         }
         let dices: Vec<f64> = counts.iter().map(Counts::dice).collect();
         let mean = dices.iter().sum::<f64>() / dices.len().max(1) as f64;
@@ -319,4 +330,76 @@ fn box_filled([u0, v0, u1, v1]: [f32; 4], rows: usize, cols: usize) -> Vec<u8> {
     (0..rows * cols)
         .map(|i| u8::from(inside(i % cols, u0, u1) && inside(i / cols, v0, v1)))
         .collect()
+}
+
+/// Writes a slice's mask into a volume in `dims`' voxel order with `label`.
+fn paint(
+    vol: &mut [i32],
+    dims: [usize; 3],
+    axis: usize,
+    index: usize,
+    cols: usize,
+    mask: &[u8],
+    label: i32,
+) -> Res {
+    for (i, m) in mask.iter().enumerate() {
+        if *m != 0 {
+            let [x, y, z] = slicing::slice_to_voxel(axis, index, i % cols, i / cols)?;
+            vol[x + dims[0] * (y + dims[1] * z)] = label;
+        }
+    }
+    Ok(())
+}
+
+/// `<name>_image.nii.gz`, `<name>_truth.nii.gz` and `<name>_pred.nii.gz` in `dir`.
+fn save_subject(
+    dir: &std::path::Path,
+    name: &str,
+    image: &Volume<f32>,
+    truth: &LabelVolume,
+    predicted: Vec<i32>,
+) -> Res {
+    use brainsam::data::volume::{label_out_type, write_file, write_image, write_labels};
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let pred = truth.with_data(predicted)?;
+    write_file(
+        &dir.join(format!("{name}_image.nii.gz")),
+        &write_image(image, true)?,
+    )?;
+    for (suffix, v) in [("truth", truth), ("pred", &pred)] {
+        let bytes = write_labels(v, label_out_type(v), true)?;
+        write_file(&dir.join(format!("{name}_{suffix}.nii.gz")), &bytes)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Painting each slice's mask back gives the structure itself, along every axis.
+    #[test]
+    fn painted_slices_rebuild_the_structure() {
+        let dims = [5, 6, 7];
+        let n: usize = dims.iter().product();
+        let data: Vec<i32> = (0..n)
+            .map(|i| i32::from(i % 3 == 0 || i % 7 == 2))
+            .collect();
+        let identity = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let truth = LabelVolume::new(dims, data.clone(), identity).unwrap();
+        for axis in 0..3 {
+            let mut vol = vec![0i32; n];
+            for index in 0..dims[axis] {
+                let p = slicing::slice(&truth, axis, index).unwrap();
+                let mask: Vec<u8> = p.data.iter().map(|v| u8::from(*v == 1)).collect();
+                paint(&mut vol, dims, axis, index, p.cols, &mask, 1).unwrap();
+            }
+            assert_eq!(vol, data, "axis {axis}");
+        }
+    }
 }

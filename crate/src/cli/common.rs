@@ -10,7 +10,7 @@ use brainsam::data::{to_canonical, LabelVolume, Volume};
 use brainsam::model::adapter::apply_adapter;
 use brainsam::model::checkpoint::load_checkpoint;
 use brainsam::model::{Geometry, Sam};
-use brainsam::segment::Focus;
+use brainsam::segment::{Focus, Session};
 use burn::prelude::Device;
 use sha2::{Digest, Sha256};
 
@@ -59,9 +59,24 @@ pub struct FocusArg {
     /// prompt, enlarged to the model input.
     #[arg(long = "focus", default_value = "auto")]
     pub focus: String,
+    /// With a focus, also predict on each window's left-right mirror and average the two
+    /// (twice the encoder time).
+    #[arg(long)]
+    pub flip_average: bool,
 }
 
 impl FocusArg {
+    /// Sets the session's focus and flip averaging; refuses flip averaging without a focus.
+    pub fn apply(&self, session: &mut Session, of_model: Option<Focus>) -> Res {
+        let focus = self.resolve(of_model)?;
+        if self.flip_average && focus.is_none() {
+            return Err("--flip-average needs a focus (a windowed model or --focus C,M)".into());
+        }
+        session.set_focus(focus);
+        session.set_flip_average(self.flip_average);
+        Ok(())
+    }
+
     pub fn resolve(&self, of_model: Option<Focus>) -> Res<Option<Focus>> {
         match self.focus.trim() {
             "auto" => Ok(of_model),

@@ -85,7 +85,6 @@ impl Counts {
 pub fn run(a: &EvaluateArgs) -> Res {
     let device = device(&a.backend)?;
     let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
-    let focus = a.focus.resolve(of_model)?;
     let labels = parse_labels(&a.labels)?;
     let axis = match a.axis.as_str() {
         "sagittal" => 0,
@@ -164,7 +163,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
             _ => continue,
         };
         let mut session = Session::new(&image, device.clone())?;
-        session.set_focus(focus);
+        a.focus.apply(&mut session, of_model)?;
         let mut counts = vec![Counts::default(); labels.len()];
         let mut prompts = 0;
         let mut predicted = a.save.as_ref().map(|_| vec![0i32; truth.data.len()]);

@@ -124,7 +124,11 @@ pub fn convert(a: &ConvertArgs) -> Res {
     let (sd, g, _) = load(&a.input)?;
     let mut meta = metadata(&g);
     let focus = match &a.focus {
-        Some(f) => FocusArg { focus: f.clone() }.resolve(None)?,
+        Some(f) => FocusArg {
+            focus: f.clone(),
+            flip_average: false,
+        }
+        .resolve(None)?,
         None => Focus::of_checkpoint(&read(&a.input)?),
     };
     if let Some(m) = focus_metadata(focus)? {

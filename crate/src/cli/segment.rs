@@ -47,7 +47,7 @@ pub fn run(a: &SegmentArgs) -> Res {
     let file = PromptFile::parse(&text)?;
     let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
     let mut session = Session::new(&loaded.volume, device)?;
-    session.set_focus(a.focus.resolve(of_model)?);
+    a.focus.apply(&mut session, of_model)?;
     let prompts = file.to_canonical(loaded.volume.dims, session.orientation())?;
     // Same-slice prompts share one encoding: group them by slice.
     let mut by_slice: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();

@@ -15,6 +15,8 @@ use burn::prelude::*;
 use crate::data::slicing::{self, Normalizer, Plane};
 use crate::data::{DataError, LabelVolume, Orientation, Volume};
 use crate::model::predictor::{PredictError, Prompt, SamPredictor};
+use crate::model::sam::MASK_THRESHOLD;
+use crate::model::transforms::postprocess_masks;
 use crate::model::Sam;
 
 pub use prompts::{bbox, interior_point, PromptFile, SlicePrompt};
@@ -137,10 +139,11 @@ pub struct Session {
     orientation: Orientation,
     normalizer: Normalizer,
     device: Device,
-    /// Keyed by slice and window (`[row0, col0, side]`; None: the whole slice).
-    cache: HashMap<(usize, usize, Option<[usize; 3]>), Encoded>,
+    /// Keyed by slice, window (`[row0, col0, side]`; None: the whole slice) and mirroring.
+    cache: HashMap<(usize, usize, Option<[usize; 3]>, bool), Encoded>,
     clock: u64,
     focus: Option<Focus>,
+    flip_average: bool,
 }
 
 impl Session {
@@ -156,6 +159,7 @@ impl Session {
             cache: HashMap::new(),
             clock: 0,
             focus: None,
+            flip_average: false,
         })
     }
 
@@ -191,8 +195,18 @@ impl Session {
         self.focus
     }
 
+    /// With a focus, also predicts on the left-right mirror of each window and averages
+    /// the two logit maps (twice the encoder time; smooths an under-trained model's errors).
+    pub fn set_flip_average(&mut self, on: bool) {
+        self.flip_average = on;
+    }
+
+    pub fn flip_average(&self) -> bool {
+        self.flip_average
+    }
+
     pub fn is_encoded(&self, axis: usize, index: usize) -> bool {
-        self.cache.contains_key(&(axis, index, None))
+        self.cache.contains_key(&(axis, index, None, false))
     }
 
     /// Runs the image encoder on a slice (no-op when cached).
@@ -202,20 +216,21 @@ impl Session {
         axis: usize,
         index: usize,
     ) -> Result<(), SegmentError> {
-        self.encode_window(sam, axis, index, None)
+        self.encode_window(sam, axis, index, None, false)
     }
 
-    /// Encodes a slice or a square window of it (no-op when cached); the window's pixels
-    /// are enlarged to the model input by the encoder's own resize.
+    /// Encodes a slice or a square window of it, left-right mirrored if asked (no-op when
+    /// cached); the window's pixels are enlarged to the model input by the encoder's resize.
     fn encode_window(
         &mut self,
         sam: &Sam,
         axis: usize,
         index: usize,
         window: Option<[usize; 3]>,
+        mirrored: bool,
     ) -> Result<(), SegmentError> {
         self.clock += 1;
-        let key = (axis, index, window);
+        let key = (axis, index, window, mirrored);
         if let Some(e) = self.cache.get_mut(&key) {
             e.last_use = self.clock;
             return Ok(());
@@ -232,6 +247,12 @@ impl Session {
                     .flat_map(|r| plane.data[r * plane.cols + c0..][..side].iter().copied())
                     .collect(),
             };
+        }
+        if mirrored {
+            plane
+                .data
+                .chunks_exact_mut(plane.cols)
+                .for_each(<[f32]>::reverse);
         }
         let rgb = self.normalizer.to_rgb(&plane);
         let predictor = SamPredictor::new(sam, self.device.clone());
@@ -285,31 +306,56 @@ impl Session {
         }
         prompt.check(rows, cols)?;
         let window @ [r0, c0, side] = focus.window(prompt, rows, cols)?;
-        self.encode_window(sam, axis, index, Some(window))?;
-        let e = self
-            .cache
-            .get(&(axis, index, Some(window)))
-            .ok_or_else(|| SegmentError::Prompt("window not encoded".into()))?;
-        let mut predictor = SamPredictor::new(sam, self.device.clone());
-        predictor.set_embedding(e.embedding.clone(), e.original, e.input);
-        let (du, dv) = (c0 as f32, r0 as f32);
-        let p = Prompt {
+        // Prompt coordinates inside the window.
+        let local = SlicePrompt {
             points: prompt
                 .points
                 .iter()
-                .map(|[u, v, l]| ([*u - du, *v - dv], *l))
+                .map(|[u, v, l]| [*u - c0 as f32, *v - r0 as f32, *l])
                 .collect(),
-            bbox: prompt
-                .bbox
-                .map(|[u0, v0, u1, v1]| [u0 - du, v0 - dv, u1 - du, v1 - dv]),
-            // Logits of an earlier window need not line up with this one.
+            bbox: prompt.bbox.map(|[u0, v0, u1, v1]| {
+                [
+                    u0 - c0 as f32,
+                    v0 - r0 as f32,
+                    u1 - c0 as f32,
+                    v1 - r0 as f32,
+                ]
+            }),
             mask_input: None,
-            multimask: false,
         };
-        let pred = predictor.predict(&p).await?;
-        let m = pred
-            .mask(0)
-            .ok_or_else(|| SegmentError::Prompt("the model returned no mask".into()))?;
+        let (mut logits, mut iou, input) = self
+            .decode_window(sam, axis, index, window, &local, false)
+            .await?;
+        if self.flip_average {
+            let last = side as f32 - 1.0;
+            let mirror = SlicePrompt {
+                points: local
+                    .points
+                    .iter()
+                    .map(|[u, v, l]| [last - u, *v, *l])
+                    .collect(),
+                bbox: local
+                    .bbox
+                    .map(|[u0, v0, u1, v1]| [last - u1, v0, last - u0, v1]),
+                mask_input: None,
+            };
+            let (m, m_iou, _) = self
+                .decode_window(sam, axis, index, window, &mirror, true)
+                .await?;
+            let l = (logits.len() as f64).sqrt() as usize;
+            for (row, m_row) in logits.chunks_exact_mut(l).zip(m.chunks_exact(l)) {
+                for (a, b) in row.iter_mut().zip(m_row.iter().rev()) {
+                    *a = 0.5 * (*a + *b);
+                }
+            }
+            iou = 0.5 * (iou + m_iou);
+        }
+        let l = (logits.len() as f64).sqrt() as usize;
+        let m: Vec<u8> = postprocess_masks(&logits, l, l, sam.img_size(), input, (side, side))
+            .map_err(PredictError::from)?
+            .into_iter()
+            .map(|v| u8::from(v > MASK_THRESHOLD))
+            .collect();
         if m.len() != side * side {
             return Err(SegmentError::Prompt(
                 "the model's mask does not fit its window".into(),
@@ -323,9 +369,49 @@ impl Session {
             rows,
             cols,
             data,
-            iou: pred.iou.first().copied().unwrap_or(0.0),
+            iou,
             low_res_logits: Vec::new(),
         })
+    }
+
+    /// Low-resolution logits, IoU estimate and model-input size of one prompt (in window
+    /// coordinates) on a window, encoded mirrored or not.
+    async fn decode_window(
+        &mut self,
+        sam: &Sam,
+        axis: usize,
+        index: usize,
+        window: [usize; 3],
+        prompt: &SlicePrompt,
+        mirrored: bool,
+    ) -> Result<(Vec<f32>, f32, (usize, usize)), SegmentError> {
+        self.encode_window(sam, axis, index, Some(window), mirrored)?;
+        let e = self
+            .cache
+            .get(&(axis, index, Some(window), mirrored))
+            .ok_or_else(|| SegmentError::Prompt("window not encoded".into()))?;
+        let mut predictor = SamPredictor::new(sam, self.device.clone());
+        predictor.set_embedding(e.embedding.clone(), e.original, e.input);
+        let input = e.input;
+        let p = Prompt {
+            points: prompt
+                .points
+                .iter()
+                .map(|[u, v, l]| ([*u, *v], *l))
+                .collect(),
+            bbox: prompt.bbox,
+            // Logits of an earlier window need not line up with this one.
+            mask_input: None,
+            multimask: false,
+        };
+        let pred = predictor.predict(&p).await?;
+        let l = pred.low_res_size;
+        let logits = pred
+            .low_res_logits
+            .get(..l * l)
+            .ok_or_else(|| SegmentError::Prompt("the model returned no mask".into()))?
+            .to_vec();
+        Ok((logits, pred.iou.first().copied().unwrap_or(0.0), input))
     }
 
     /// One mask for a prompt on a canonical slice (encodes the slice, or with a focus the
@@ -343,7 +429,7 @@ impl Session {
         self.encode(sam, axis, index).await?;
         let e = self
             .cache
-            .get(&(axis, index, None))
+            .get(&(axis, index, None, false))
             .ok_or_else(|| SegmentError::Prompt("slice not encoded".into()))?;
         let mut predictor = SamPredictor::new(sam, self.device.clone());
         predictor.set_embedding(e.embedding.clone(), e.original, e.input);
@@ -543,6 +629,58 @@ mod tests {
             window_size: 4,
         };
         g.config().init(device)
+    }
+
+    /// Averaging with the mirrored window makes predictions mirror-symmetric: the mirrored
+    /// image with the mirrored prompt gives the mirrored mask (a lone pass need not).
+    #[test]
+    fn flip_averaged_predictions_commute_with_mirroring() {
+        let device = crate::backend::cpu();
+        let sam = tiny_sam(&device);
+        let n = 12;
+        let mut eye = [[0.0; 4]; 4];
+        (0..4).for_each(|i| eye[i][i] = 1.0);
+        let at = |x: usize, y: usize, z: usize| ((x * 37 + y * 11 + z * 5) % 101) as f32;
+        let image = |mirror: bool| {
+            let data = (0..n * n * 3)
+                .map(|i| {
+                    let (x, y, z) = (i % n, (i / n) % n, i / (n * n));
+                    at(if mirror { n - 1 - x } else { x }, y, z)
+                })
+                .collect();
+            Volume::new([n, n, 3], data, eye).unwrap()
+        };
+        let last = (n - 1) as f32;
+        let prompt = SlicePrompt {
+            points: vec![[4.0, 6.0, 1.0], [8.0, 3.0, 0.0]],
+            bbox: Some([2.0, 2.0, 7.0, 9.0]),
+            ..Default::default()
+        };
+        let mirrored = SlicePrompt {
+            points: vec![[last - 4.0, 6.0, 1.0], [last - 8.0, 3.0, 0.0]],
+            bbox: Some([last - 7.0, 2.0, last - 2.0, 9.0]),
+            ..Default::default()
+        };
+        let predict = |vol: &Volume<f32>, p: &SlicePrompt| {
+            let mut s = Session::new(vol, device.clone()).unwrap();
+            // The window is the whole (square) slice either way.
+            s.set_focus(Some(Focus {
+                context: 100.0,
+                min_side: n,
+            }));
+            s.set_flip_average(true);
+            pollster::block_on(s.predict(&sam, 2, 1, p)).unwrap()
+        };
+        let a = predict(&image(false), &prompt);
+        let b = predict(&image(true), &mirrored);
+        let flipped: Vec<u8> = b
+            .data
+            .chunks_exact(n)
+            .flat_map(|row| row.iter().rev().copied())
+            .collect();
+        assert_eq!(a.data, flipped);
+        assert!((a.iou - b.iou).abs() < 1e-4, "{} vs {}", a.iou, b.iou);
+        eprintln!("mask area {} of {}", a.area(), n * n);
     }
 
     #[test]

@@ -151,7 +151,7 @@ async function predict(p, before) {
     p.logits = r.logits;
     writeSlice(state.labels, state.volume.dims, p.axis, p.index, r.mask, p.id);
     state.decodeMs.push(r.decodeMs);
-    state.lastMask = { axis: p.axis, index: p.index, id: p.id, iou: r.iou, pixels: r.mask.reduce((a, b) => a + b, 0), encodeMs: r.encodeMs };
+    state.lastMask = { axis: p.axis, index: p.index, id: p.id, iou: r.iou, pixels: r.mask.reduce((a, b) => a + b, 0), encodeMs: r.encodeMs, flipAverage: r.flip_average };
     await refreshMemory();
     showTimings();
   } catch (e) {
@@ -263,6 +263,7 @@ addEventListener('keydown', (e) => {
 $('undo').onclick = () => edit(undo);
 $('clear').onclick = () => edit(clearSlice);
 $('propagate').onclick = () => edit(propagate);
+$('flip-average').onchange = (e) => edit(async () => { await engine.call('options', { flipAverage: e.target.checked }); });
 $('opacity').oninput = (e) => { viewer.opacity = e.target.value / 100; viewer.draw(); };
 $('window').oninput = (e) => { viewer.window = Number(e.target.value); viewer.draw(); };
 $('level').oninput = (e) => { viewer.level = Number(e.target.value); viewer.draw(); };
@@ -319,6 +320,8 @@ async function loadModel(args, label) {
     const g = info.geometry;
     $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}${info.focus ? `\npredicts on a window around each prompt (${info.focus.context}× its size, at least ${info.focus.min_side} px)` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
     state.focusKey = '';
+    // Mirror averaging is offered for windowed models, whose windows are encoded per click.
+    $('flip-average-row').hidden = !info.focus;
     notice('adapter', null);
     notice('attention', null);
     if (info.adapter && info.adapter.base_sha256 !== info.modelSha256) {

@@ -88,6 +88,11 @@ const handlers = {
   async memory() {
     return engine.memory();
   },
+
+  async options({ flipAverage }) {
+    engine.set_flip_average(Boolean(flipAverage));
+    return {};
+  },
 };
 
 // Asked before wgpu is: a missing API or adapter is a normal case here, not an error.

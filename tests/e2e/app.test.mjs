@@ -398,6 +398,20 @@ print(json.dumps({"shape": [a.shape, b.shape], "affine_diff": float(np.abs(a.aff
     assert.deepEqual(nib.labels, [0, 12], 'FreeSurfer value of the left putamen');
   });
 
+  test('mirror averaging is offered for a windowed model and predicts on both views', async () => {
+    const page = ctx.page;
+    const windowed = await page.evaluate(() => Boolean(window.brainsam.state.model?.focus));
+    assert.equal(await page.isHidden('#flip-average-row'), !windowed);
+    if (!windowed) return;
+    await page.check('#flip-average');
+    await page.click('#clear');
+    await settle(page);
+    await clickPutamen('06-click-mirror-cpu');
+    assert.equal(await page.evaluate(() => window.brainsam.state.lastMask.flipAverage), true);
+    await page.uncheck('#flip-average');
+    await settle(page);
+  });
+
   test('an adapter file loads onto the model and changes its masks', async () => {
     const page = ctx.page;
     const base = build.model ? join(DIST, build.model.url) : randomModel();

@@ -53,7 +53,8 @@ pub struct EvaluateArgs {
     #[arg(long, default_value = "ndarray")]
     pub backend: String,
     /// With --prompt propagate: the `default` stop rules, or the first release's `legacy`
-    /// ones, for comparison.
+    /// ones, for comparison; `,name=value` pairs change single rules (e.g.
+    /// `default,max_extent=0.8`) to tune them on held-out subjects.
     #[arg(long, default_value = "default")]
     pub stop_rules: String,
     #[command(flatten)]
@@ -101,11 +102,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
             return Err(format!("--prompt is box, point, box-fill or propagate, not `{o}`").into())
         }
     };
-    let rules = match a.stop_rules.as_str() {
-        "default" => StopRules::default(),
-        "legacy" => StopRules::legacy(),
-        o => return Err(format!("--stop-rules is default or legacy, not `{o}`").into()),
-    };
+    let rules = stop_rules(&a.stop_rules)?;
     let contrast = Contrast::parse(&a.contrast)?;
     let mut subjects: Vec<(
         String,
@@ -262,6 +259,36 @@ pub fn run(a: &EvaluateArgs) -> Res {
     let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
     println!("mean_dice={mean:.4}");
     Ok(())
+}
+
+/// `default` or `legacy`, then optional `,name=value` overrides.
+fn stop_rules(spec: &str) -> Res<StopRules> {
+    let mut parts = spec.split(',');
+    let mut r = match parts.next().map(str::trim) {
+        Some("default") => StopRules::default(),
+        Some("legacy") => StopRules::legacy(),
+        o => return Err(format!("--stop-rules starts with default or legacy, not `{o:?}`").into()),
+    };
+    for kv in parts {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--stop-rules: `{kv}` is not name=value"))?;
+        let v: f64 = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("--stop-rules: `{v}` is not a number"))?;
+        match k.trim() {
+            "min_area" => r.min_area = v as usize,
+            "max_growth" => r.max_growth = v,
+            "max_area_vs_seed" => r.max_area_vs_seed = v,
+            "min_iou" => r.min_iou = v as f32,
+            "min_tissue_share" => r.min_tissue_share = v,
+            "max_regrowth" => r.max_regrowth = v,
+            "max_extent" => r.max_extent = v,
+            o => return Err(format!("--stop-rules: no rule `{o}`").into()),
+        }
+    }
+    Ok(r)
 }
 
 /// Per structure, the slice along `axis` where it is largest: (index, area), one pass.

@@ -4,7 +4,7 @@
 //! call and put them back after, so no borrow is held across an `await`; a call made
 //! while another is running is refused with "busy" instead of panicking.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use burn::prelude::Device;
 use wasm_bindgen::prelude::*;
@@ -39,6 +39,8 @@ pub struct Engine {
     backend: &'static str,
     fallback_reason: Option<String>,
     state: RefCell<State>,
+    /// Average each window's prediction with its mirror's (windowed models only).
+    flip_average: Cell<bool>,
 }
 
 const BUSY: &str = "the engine is busy with another request";
@@ -61,6 +63,7 @@ impl Engine {
             backend: name,
             fallback_reason: reason,
             state: RefCell::new(State::default()),
+            flip_average: Cell::new(false),
         })
     }
 
@@ -190,6 +193,7 @@ impl Engine {
     ) -> Result<JsValue, JsError> {
         let prompt = slice_prompt(&points, bbox.as_deref(), mask_input)?;
         let (model, mut session) = self.take_both()?;
+        let flip_average = session.flip_average();
         let r = session.predict(&model.sam, axis, index, &prompt).await;
         self.put_both(model, session);
         let m = r.map_err(|e| err("prediction", e))?;
@@ -199,7 +203,14 @@ impl Engine {
             ("cols", m.cols.into()),
             ("iou", m.iou.into()),
             ("logits", floats(&m.low_res_logits)),
+            ("flip_average", flip_average.into()),
         ])
+    }
+
+    /// Whether later predictions of a windowed model also decode each window's mirror
+    /// image and average the two (twice the encoder time, fewer errors).
+    pub fn set_flip_average(&self, on: bool) {
+        self.flip_average.set(on);
     }
 
     /// Extends a slice mask (`seed`, rows×cols of slice (`axis`, `index`)) through the
@@ -298,6 +309,7 @@ impl Engine {
             .ok_or_else(|| JsError::new("no model is loaded"))?;
         let mut session = st.session.take().ok_or_else(no_image)?;
         session.set_focus(model.focus);
+        session.set_flip_average(self.flip_average.get() && model.focus.is_some());
         Ok((model, session))
     }
 

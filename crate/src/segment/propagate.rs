@@ -29,7 +29,8 @@ pub struct StopRules {
     /// along a structure; a second swell is the next structure).
     pub max_regrowth: f64,
     /// Slices each way, in multiples of the seed's larger side (subcortical structures
-    /// reach at most about their in-plane size beyond their largest section).
+    /// reach at most about their in-plane size beyond their largest section; a masked
+    /// section is larger than the true one, hence less than 1).
     pub max_extent: f64,
 }
 
@@ -38,11 +39,11 @@ impl Default for StopRules {
         Self {
             min_area: 3,
             max_growth: 2.5,
-            max_area_vs_seed: 2.0,
+            max_area_vs_seed: 1.5,
             min_iou: 0.35,
             min_tissue_share: 0.6,
             max_regrowth: 1.5,
-            max_extent: 1.0,
+            max_extent: 0.7,
         }
     }
 }
@@ -237,8 +238,8 @@ mod tests {
             walk_until_end(&StopRules::legacy(), &[150, 120, 80, 40, 50, 70, 90]),
             7
         );
-        // Twice the seed's area, a jump, an empty mask: each ends it.
-        assert_eq!(walk_until_end(&r, &[150, 190, 210]), 2);
+        // Over 1.5× the seed's area, a jump, an empty mask: each ends it.
+        assert_eq!(walk_until_end(&r, &[140, 145, 155]), 2);
         assert_eq!(walk_until_end(&r, &[100, 30, 90]), 2);
         assert_eq!(walk_until_end(&r, &[100, 2]), 1);
     }

@@ -133,14 +133,16 @@ struct Encoded {
 /// Embeddings kept per session: one slice is `256 × g × g` floats (1 MiB at g = 32).
 const MAX_CACHED_SLICES: usize = 96;
 
+/// Axis, slice index, window (`[row0, col0, side]`; None: the whole slice), mirrored.
+type CacheKey = (usize, usize, Option<[usize; 3]>, bool);
+
 /// One volume being segmented.
 pub struct Session {
     image: Volume<f32>,
     orientation: Orientation,
     normalizer: Normalizer,
     device: Device,
-    /// Keyed by slice, window (`[row0, col0, side]`; None: the whole slice) and mirroring.
-    cache: HashMap<(usize, usize, Option<[usize; 3]>, bool), Encoded>,
+    cache: HashMap<CacheKey, Encoded>,
     clock: u64,
     focus: Option<Focus>,
     flip_average: bool,

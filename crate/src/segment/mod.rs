@@ -14,7 +14,7 @@ use burn::prelude::*;
 
 use crate::data::slicing::{self, Normalizer, Plane};
 use crate::data::{DataError, LabelVolume, Orientation, Volume};
-use crate::model::predictor::{PredictError, Prompt, SamPredictor};
+use crate::model::predictor::{PredictError, Prediction, Prompt, SamPredictor};
 use crate::model::sam::MASK_THRESHOLD;
 use crate::model::transforms::postprocess_masks;
 use crate::model::Sam;
@@ -297,9 +297,8 @@ impl Session {
         prompt: &SlicePrompt,
         focus: Focus,
     ) -> Result<SliceMask, SegmentError> {
-        let (ua, va) = slicing::plane_axes(axis)?;
         let dims = self.image.dims;
-        let (rows, cols) = (dims[va], dims[ua]);
+        let (rows, cols) = self.plane_size(axis)?;
         if index >= dims[axis] {
             return Err(SegmentError::Prompt(format!(
                 "slice {index} is outside the volume's {} slices along axis {axis}",
@@ -328,6 +327,7 @@ impl Session {
         let (mut logits, mut iou, input) = self
             .decode_window(sam, axis, index, window, &local, false)
             .await?;
+        let l = (logits.len() as f64).sqrt() as usize; // square low-res mask
         if self.flip_average {
             let last = side as f32 - 1.0;
             let mirror = SlicePrompt {
@@ -344,7 +344,6 @@ impl Session {
             let (m, m_iou, _) = self
                 .decode_window(sam, axis, index, window, &mirror, true)
                 .await?;
-            let l = (logits.len() as f64).sqrt() as usize;
             for (row, m_row) in logits.chunks_exact_mut(l).zip(m.chunks_exact(l)) {
                 for (a, b) in row.iter_mut().zip(m_row.iter().rev()) {
                     *a = 0.5 * (*a + *b);
@@ -352,7 +351,6 @@ impl Session {
             }
             iou = 0.5 * (iou + m_iou);
         }
-        let l = (logits.len() as f64).sqrt() as usize;
         let m: Vec<u8> = postprocess_masks(&logits, l, l, sam.img_size(), input, (side, side))
             .map_err(PredictError::from)?
             .into_iter()
@@ -388,25 +386,9 @@ impl Session {
         mirrored: bool,
     ) -> Result<(Vec<f32>, f32, (usize, usize)), SegmentError> {
         self.encode_window(sam, axis, index, Some(window), mirrored)?;
-        let e = self
-            .cache
-            .get(&(axis, index, Some(window), mirrored))
-            .ok_or_else(|| SegmentError::Prompt("window not encoded".into()))?;
-        let mut predictor = SamPredictor::new(sam, self.device.clone());
-        predictor.set_embedding(e.embedding.clone(), e.original, e.input);
-        let input = e.input;
-        let p = Prompt {
-            points: prompt
-                .points
-                .iter()
-                .map(|[u, v, l]| ([*u, *v], *l))
-                .collect(),
-            bbox: prompt.bbox,
-            // Logits of an earlier window need not line up with this one.
-            mask_input: None,
-            multimask: false,
-        };
-        let pred = predictor.predict(&p).await?;
+        let (pred, input) = self
+            .decode(sam, &(axis, index, Some(window), mirrored), prompt)
+            .await?;
         let l = pred.low_res_size;
         let logits = pred
             .low_res_logits
@@ -414,6 +396,39 @@ impl Session {
             .ok_or_else(|| SegmentError::Prompt("the model returned no mask".into()))?
             .to_vec();
         Ok((logits, pred.iou.first().copied().unwrap_or(0.0), input))
+    }
+
+    /// (rows, cols) of a canonical slice along `axis`.
+    fn plane_size(&self, axis: usize) -> Result<(usize, usize), SegmentError> {
+        let (ua, va) = slicing::plane_axes(axis)?;
+        Ok((self.image.dims[va], self.image.dims[ua]))
+    }
+
+    /// Decodes a prompt (in the encoded image's pixels) on a cached encoding; also returns
+    /// the model-input size it was resized to.
+    async fn decode(
+        &self,
+        sam: &Sam,
+        key: &CacheKey,
+        prompt: &SlicePrompt,
+    ) -> Result<(Prediction, (usize, usize)), SegmentError> {
+        let e = self
+            .cache
+            .get(key)
+            .ok_or_else(|| SegmentError::Prompt("slice not encoded".into()))?;
+        let mut predictor = SamPredictor::new(sam, self.device.clone());
+        predictor.set_embedding(e.embedding.clone(), e.original, e.input);
+        let p = Prompt {
+            points: prompt
+                .points
+                .iter()
+                .map(|[u, v, l]| ([*u, *v], *l))
+                .collect(),
+            bbox: prompt.bbox,
+            mask_input: prompt.mask_input.clone(),
+            multimask: false,
+        };
+        Ok((predictor.predict(&p).await?, e.input))
     }
 
     /// One mask for a prompt on a canonical slice (encodes the slice, or with a focus the
@@ -429,25 +444,11 @@ impl Session {
             return self.predict_focused(sam, axis, index, prompt, f).await;
         }
         self.encode(sam, axis, index).await?;
-        let e = self
-            .cache
-            .get(&(axis, index, None, false))
-            .ok_or_else(|| SegmentError::Prompt("slice not encoded".into()))?;
-        let mut predictor = SamPredictor::new(sam, self.device.clone());
-        predictor.set_embedding(e.embedding.clone(), e.original, e.input);
-        let (rows, cols) = e.original;
+        let (rows, cols) = self.plane_size(axis)?;
         prompt.check(rows, cols)?;
-        let p = Prompt {
-            points: prompt
-                .points
-                .iter()
-                .map(|[u, v, l]| ([*u, *v], *l))
-                .collect(),
-            bbox: prompt.bbox,
-            mask_input: prompt.mask_input.clone(),
-            multimask: false,
-        };
-        let pred = predictor.predict(&p).await?;
+        let (pred, _) = self
+            .decode(sam, &(axis, index, None, false), prompt)
+            .await?;
         let data = pred
             .mask(0)
             .map(<[u8]>::to_vec)

@@ -201,7 +201,12 @@ async function propagate() {
     const volumes = state.history.filter((h) => h.kind === 'volume');
     if (volumes.length > MAX_VOLUME_UNDO) state.history.splice(state.history.indexOf(volumes[0]), 1);
     replaceLabel(state.labels, r.mask, p.id);
-    state.lastPropagation = { ms: r.ms, voxels: countLabel(state.labels, p.id) };
+    const [up, down] = r.ends;
+    state.lastPropagation = {
+      id: p.id, axis: p.axis, ms: r.ms, voxels: countLabel(state.labels, p.id),
+      from: down.last, to: up.last, ends: r.ends.map((e) => e.reason),
+      why: `stopped above: ${up.why}; below: ${down.why}`,
+    };
     await refreshMemory();
   } finally {
     progress('prop-progress', null);
@@ -219,6 +224,11 @@ function updateMaskInfo() {
     lines.push(`${structureName(m.id)} on ${['sagittal', 'coronal', 'axial'][m.axis]} slice ${m.index + 1}: ${m.pixels} px, predicted IoU ${m.iou.toFixed(2)}`);
   }
   if (state.labels) lines.push(`${structureName(state.current)}: ${countLabel(state.labels, state.current)} voxels in 3D`);
+  const prop = state.lastPropagation;
+  if (prop && prop.id === state.current) {
+    // Why the walk ended where it did: a leak and an early stop look alike otherwise.
+    lines.push(`3D: ${['sagittal', 'coronal', 'axial'][prop.axis]} slices ${prop.from + 1}–${prop.to + 1}, ${prop.why}`);
+  }
   state.lastDice = null;
   if (state.reference && state.labels) {
     const id = state.current;

@@ -71,8 +71,8 @@ const handlers = {
 
   async propagate({ axis, index, seed }) {
     const t = now();
-    const mask = await engine.propagate(axis, index, new Uint8Array(seed), (done, total) => emit('propagate-progress', { done, total }));
-    return transferable({ mask, ms: now() - t }, [mask.buffer]);
+    const r = await engine.propagate(axis, index, new Uint8Array(seed), (done, total) => emit('propagate-progress', { done, total }));
+    return transferable({ mask: r.mask, ends: r.ends, ms: now() - t }, [r.mask.buffer]);
   },
 
   async exportLabels({ labels, convention }) {

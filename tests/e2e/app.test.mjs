@@ -364,7 +364,12 @@ print(json.dumps([int(round(v)) for v in np.linalg.solve(a, [-25, 2, 0, 1])[:3]]
     assert.equal(await errorText(), '');
     const s = await page.evaluate(() => ({ p: window.brainsam.state.lastPropagation, dice: window.brainsam.state.lastDice }));
     assert.ok(s.p.voxels >= seedPixels, `3D mask has ${s.p.voxels} voxels, fewer than its seed slice`);
-    console.log(`3D: ${s.p.voxels} voxels in ${Math.round(s.p.ms)} ms, Dice ${s.dice.volume?.toFixed(3)}`);
+    // Each direction names the slice it ended on and why, and the page says so.
+    const codes = ['vanished', 'iou', 'jump', 'seed-area', 'swell', 'tissue', 'extent', 'edge'];
+    assert.ok(s.p.ends.length === 2 && s.p.ends.every((c) => codes.includes(c)), `stop reasons ${s.p.ends}`);
+    assert.ok(s.p.from <= s.p.to, `3D slice range ${s.p.from}..${s.p.to}`);
+    assert.match(await page.textContent('#mask-info'), /stopped above: .+; below: .+/);
+    console.log(`3D: ${s.p.voxels} voxels in ${Math.round(s.p.ms)} ms, Dice ${s.dice.volume?.toFixed(3)}, slices ${s.p.from}..${s.p.to}, stops ${s.p.ends}`);
     await screenshot(page, '05-3d');
     // A regression gate on the stop rules, not a quality target: with the first release's
     // rules the same box leaked into the brainstem and neck (48 579 voxels, Dice 0.149);

@@ -68,13 +68,19 @@ pub struct FocusArg {
 impl FocusArg {
     /// Sets the session's focus and flip averaging; refuses flip averaging without a focus.
     pub fn apply(&self, session: &mut Session, of_model: Option<Focus>) -> Res {
+        let focus = self.checked(of_model)?;
+        session.set_focus(focus);
+        session.set_flip_average(self.flip_average);
+        Ok(())
+    }
+
+    /// The focus to use, refusing flags that do not fit together (before any work).
+    pub fn checked(&self, of_model: Option<Focus>) -> Res<Option<Focus>> {
         let focus = self.resolve(of_model)?;
         if self.flip_average && focus.is_none() {
             return Err("--flip-average needs a focus (a windowed model or --focus C,M)".into());
         }
-        session.set_focus(focus);
-        session.set_flip_average(self.flip_average);
-        Ok(())
+        Ok(focus)
     }
 
     pub fn resolve(&self, of_model: Option<Focus>) -> Res<Option<Focus>> {

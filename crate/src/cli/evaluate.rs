@@ -9,7 +9,7 @@ use brainsam::data::rng::Rng;
 use brainsam::data::slicing::{self};
 use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
 use brainsam::data::{LabelVolume, Volume};
-use brainsam::segment::{bbox, interior_point, Session, SlicePrompt, StopRules};
+use brainsam::segment::{bbox, interior_point, End, Session, SlicePrompt, StopRules};
 
 use super::common::{
     device, label_maps, load_label_map, load_model, load_pairs, parse_labels, AwaitNative,
@@ -86,6 +86,7 @@ impl Counts {
 pub fn run(a: &EvaluateArgs) -> Res {
     let device = device(&a.backend)?;
     let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    a.focus.checked(of_model)?; // refuse bad focus flags before synthesising anything
     let labels = parse_labels(&a.labels)?;
     let axis = match a.axis.as_str() {
         "sagittal" => 0,
@@ -162,12 +163,14 @@ pub fn run(a: &EvaluateArgs) -> Res {
         let mut session = Session::new(&image, device.clone())?;
         a.focus.apply(&mut session, of_model)?;
         let mut counts = vec![Counts::default(); labels.len()];
+        let mut stops = vec![None; labels.len()];
         let mut prompts = 0;
         let mut predicted = a.save.as_ref().map(|_| vec![0i32; truth.data.len()]);
         if propagate {
             let largest = largest_sections(&truth, axis, &labels);
             for (k, &l) in labels.iter().enumerate() {
-                counts[k] = propagated(&sam, &mut session, &truth, axis, l, largest[k], &rules)?;
+                (counts[k], stops[k]) =
+                    propagated(&sam, &mut session, &truth, axis, l, largest[k], &rules)?;
                 prompts += 1;
             }
         } else {
@@ -245,6 +248,23 @@ pub fn run(a: &EvaluateArgs) -> Res {
                 })
                 .collect();
             println!("{name}: predicted/true volume {}", ratios.join(" "));
+            // Where each walk ended (slices kept beyond the seed, up and down) and why.
+            let why: Vec<String> = labels
+                .iter()
+                .zip(&stops)
+                .filter_map(|(l, e): (&i32, &Option<([End; 2], usize)>)| {
+                    let ([up, down], seed) = (*e)?;
+                    Some(format!(
+                        "{}=+{}:{}/-{}:{}",
+                        structure(*l).map_or("?", |s| s.name),
+                        up.last - seed,
+                        up.reason.code(),
+                        seed - down.last,
+                        down.reason.code()
+                    ))
+                })
+                .collect();
+            println!("{name}: stops {}", why.join(" "));
         }
         for (k, d) in dices.iter().enumerate() {
             per_structure[k].push(*d);
@@ -322,18 +342,18 @@ fn propagated(
     l: i32,
     best: (usize, usize),
     rules: &StopRules,
-) -> Res<Counts> {
+) -> Res<(Counts, Option<([End; 2], usize)>)> {
     let mut c = Counts {
         truth: truth.data.iter().filter(|v| **v == l).count() as u64,
         ..Default::default()
     };
     if best.1 == 0 {
-        return Ok(c);
+        return Ok((c, None));
     }
     let tp = slicing::slice(truth, axis, best.0)?;
     let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
     let Some([u0, v0, u1, v1]) = bbox(&mask, tp.rows, tp.cols) else {
-        return Ok(c);
+        return Ok((c, None));
     };
     let prompt = SlicePrompt {
         bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
@@ -343,11 +363,11 @@ fn propagated(
     let pred = session
         .propagate(sam, axis, best.0, &seed, rules, &mut |_, _| {})
         .await_native()?;
-    for (p, t) in pred.iter().zip(&truth.data) {
+    for (p, t) in pred.mask.iter().zip(&truth.data) {
         c.pred += u64::from(*p != 0);
         c.inter += u64::from(*p != 0 && *t == l);
     }
-    Ok(c)
+    Ok((c, Some((pred.ends, best.0))))
 }
 
 /// The mask that is the (inclusive) box itself.

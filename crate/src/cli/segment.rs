@@ -7,7 +7,7 @@ use std::time::Instant;
 use brainsam::data::volume::{
     is_gz_path, label_out_type, read_file, read_image, write_file, write_labels,
 };
-use brainsam::segment::{PromptFile, Session};
+use brainsam::segment::{PromptFile, Session, StopRules};
 
 use super::common::{device, load_model, AwaitNative, FocusArg, Res};
 
@@ -19,7 +19,8 @@ pub struct SegmentArgs {
     /// Prompt file: {"prompts": [{"label": 10, "slice_axis": 2, "slice": 120,
     /// "box": [u0, v0, u1, v1]}, {"label": 49, "slice_axis": 0, "slice": 97,
     /// "points": [[u, v, 1], [u, v, 0]]}]} — axes and voxel indices of the file as stored,
-    /// (u, v) along the other two axes in increasing order, boxes inclusive.
+    /// (u, v) along the other two axes in increasing order, boxes inclusive. A prompt with
+    /// "propagate": true is extended through the volume slice by slice.
     #[arg(long)]
     pub prompts: PathBuf,
     /// Output label volume (input's shape and affine).
@@ -69,6 +70,25 @@ pub fn run(a: &SegmentArgs) -> Res {
                 mask.area(),
                 mask.iou
             );
+            if p.propagate {
+                let r = session
+                    .propagate(&sam, *axis, *index, &mask, &StopRules::default(), &mut |_, _| {})
+                    .await_native()?;
+                for (o, m) in canonical.iter_mut().zip(&r.mask) {
+                    if *m != 0 {
+                        *o = p.label;
+                    }
+                }
+                let [up, down] = r.ends;
+                println!(
+                    "prompt {i}: propagated to {} voxels on canonical slices {}..={} (up: {}; down: {})",
+                    r.mask.iter().filter(|m| **m != 0).count(),
+                    down.last,
+                    up.last,
+                    up.reason.describe(),
+                    down.reason.describe()
+                );
+            }
         }
     }
     let out = session.to_source(canonical)?;

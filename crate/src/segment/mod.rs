@@ -20,7 +20,7 @@ use crate::model::transforms::postprocess_masks;
 use crate::model::Sam;
 
 pub use prompts::{bbox, interior_point, PromptFile, SlicePrompt};
-pub use propagate::StopRules;
+pub use propagate::{End, Propagation, StopReason, StopRules};
 
 /// Why a segmentation could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -793,6 +793,8 @@ mod tests {
         let vol =
             pollster::block_on(s.propagate(&sam, 2, 1, &ok, &StopRules::default(), &mut |_, _| {}))
                 .unwrap();
-        assert_eq!(vol.len(), s.dims().iter().product::<usize>());
+        assert_eq!(vol.mask.len(), s.dims().iter().product::<usize>());
+        // Each direction ends on a slice it kept, at or beyond the seed's.
+        assert!(vol.ends[0].last >= 1 && vol.ends[1].last <= 1, "{:?}", vol.ends);
     }
 }

@@ -138,6 +138,9 @@ pub struct FilePrompt {
     pub bbox: Option<[f64; 4]>,
     #[serde(default)]
     pub points: Vec<[f64; 3]>,
+    /// Extend the slice's mask through the volume (the page's "Whole structure (3D)").
+    #[serde(default)]
+    pub propagate: bool,
 }
 
 /// A file prompt moved onto the canonical slice that shows the same voxels.
@@ -147,6 +150,7 @@ pub struct CanonicalPrompt {
     pub axis: usize,
     pub index: usize,
     pub prompt: SlicePrompt,
+    pub propagate: bool,
 }
 
 impl PromptFile {
@@ -240,6 +244,7 @@ impl FilePrompt {
             axis,
             index: origin[axis],
             prompt,
+            propagate: self.propagate,
         })
     }
 }
@@ -278,10 +283,13 @@ mod tests {
         let o = Orientation::of(dims, &affine);
         let f = PromptFile::parse(
             r#"{"prompts": [{"label": 10, "slice_axis": 2, "slice": 3, "box": [1, 0, 4, 2]},
-                            {"label": 49, "slice_axis": 0, "slice": 2, "points": [[1, 3, 1]]}]}"#,
+                            {"label": 49, "slice_axis": 0, "slice": 2, "points": [[1, 3, 1]],
+                             "propagate": true}]}"#,
         )
         .unwrap();
         let c = f.to_canonical(dims, &o).unwrap();
+        // `propagate` is optional and carried over.
+        assert_eq!((c[0].propagate, c[1].propagate), (false, true));
         // Axial slice z=3 stays axial; stored (s0, s1) = (y', x) with y = 5 - s0.
         assert_eq!((c[0].axis, c[0].index), (2, 3));
         let cd = o.canonical_dims();

@@ -76,17 +76,93 @@ impl Walk {
     }
 }
 
+/// Why propagation ended in one direction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StopReason {
+    /// The mask vanished (under `min_area` pixels).
+    Vanished,
+    /// The decoder's IoU estimate was under `min_iou`.
+    LowIou,
+    /// The area jumped by more than `max_growth` over the previous slice.
+    Jump,
+    /// The area exceeded `max_area_vs_seed` times the seed's.
+    LargerThanSeed,
+    /// The area swelled a second time (the next structure).
+    SecondSwell,
+    /// Too few of the mask's pixels were in the seed's intensity range.
+    OtherTissue,
+    /// `max_extent` slices from the seed.
+    Extent,
+    /// The edge of the volume.
+    VolumeEdge,
+}
+
+impl StopReason {
+    /// A one-word name (logs, tables).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Vanished => "vanished",
+            Self::LowIou => "iou",
+            Self::Jump => "jump",
+            Self::LargerThanSeed => "seed-area",
+            Self::SecondSwell => "swell",
+            Self::OtherTissue => "tissue",
+            Self::Extent => "extent",
+            Self::VolumeEdge => "edge",
+        }
+    }
+
+    /// A short phrase for people (CLI output, the page's status line).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Vanished => "the mask vanished",
+            Self::LowIou => "the model's confidence fell",
+            Self::Jump => "the mask jumped in size",
+            Self::LargerThanSeed => "the mask outgrew the seed",
+            Self::SecondSwell => "a second structure began",
+            Self::OtherTissue => "the mask left the seed's tissue",
+            Self::Extent => "the structure's expected extent was reached",
+            Self::VolumeEdge => "the volume ended",
+        }
+    }
+}
+
+/// Where and why one direction of a propagation ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct End {
+    /// The last slice kept (the seed's when the first neighbour was refused).
+    pub last: usize,
+    pub reason: StopReason,
+}
+
+/// A propagated structure: the canonical 3-D mask (1 inside) and how each direction
+/// (increasing, then decreasing slice index) ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Propagation {
+    pub mask: Vec<u8>,
+    pub ends: [End; 2],
+}
+
 impl StopRules {
     /// Whether a slice's mask (its area, the decoder's IoU estimate, its share of pixels in
-    /// the seed's intensity range) ends the structure.
-    fn ends(&self, walk: &Walk, area: usize, iou: f32, tissue_share: f64) -> bool {
+    /// the seed's intensity range) ends the structure, and why.
+    fn ends(&self, walk: &Walk, area: usize, iou: f32, tissue_share: f64) -> Option<StopReason> {
         let a = area as f64;
-        area < self.min_area
-            || iou < self.min_iou
-            || a > self.max_growth * walk.prev
-            || a > self.max_area_vs_seed * walk.seed
-            || (walk.smallest < 0.5 * walk.largest && a > self.max_regrowth * walk.smallest)
-            || tissue_share < self.min_tissue_share
+        if area < self.min_area {
+            Some(StopReason::Vanished)
+        } else if iou < self.min_iou {
+            Some(StopReason::LowIou)
+        } else if a > self.max_growth * walk.prev {
+            Some(StopReason::Jump)
+        } else if a > self.max_area_vs_seed * walk.seed {
+            Some(StopReason::LargerThanSeed)
+        } else if walk.smallest < 0.5 * walk.largest && a > self.max_regrowth * walk.smallest {
+            Some(StopReason::SecondSwell)
+        } else if tissue_share < self.min_tissue_share {
+            Some(StopReason::OtherTissue)
+        } else {
+            None
+        }
     }
 
     /// The rules of the first release: no seed-area, intensity, regrowth or extent checks
@@ -143,8 +219,8 @@ impl Tissue {
 }
 
 impl Session {
-    /// Propagates `seed` (the mask on slice `index` along `axis`) in both directions and
-    /// returns the canonical 3-D mask (1 inside), stopping each way by `rules`.
+    /// Propagates `seed` (the mask on slice `index` along `axis`) in both directions,
+    /// stopping each way by `rules`.
     /// `progress(done, total)` is called per slice.
     pub async fn propagate(
         &mut self,
@@ -154,7 +230,7 @@ impl Session {
         seed: &SliceMask,
         rules: &StopRules,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<u8>, SegmentError> {
+    ) -> Result<Propagation, SegmentError> {
         let dims = self.dims();
         if axis > 2 || index >= dims[axis] {
             return Err(SegmentError::Prompt(format!(
@@ -170,15 +246,24 @@ impl Session {
         });
         let total = dims[axis];
         let mut done = 1;
-        for dir in [1isize, -1] {
+        let mut ends = [End {
+            last: index,
+            reason: StopReason::VolumeEdge,
+        }; 2];
+        for (end, dir) in ends.iter_mut().zip([1isize, -1]) {
             let mut prev = seed.clone();
             let mut walk = Walk::new(seed.area().max(1) as f64);
             let mut i = index as isize + dir;
-            while i >= 0
-                && (i as usize) < dims[axis]
-                && ((i - index as isize).abs() as f64) <= reach
-            {
+            loop {
+                if i < 0 || i as usize >= dims[axis] {
+                    break;
+                }
+                if (i - index as isize).abs() as f64 > reach {
+                    end.reason = StopReason::Extent;
+                    break;
+                }
                 let Some([u0, v0, u1, v1]) = bbox(&prev.data, prev.rows, prev.cols) else {
+                    end.reason = StopReason::Vanished;
                     break;
                 };
                 let m = 1.0;
@@ -198,34 +283,44 @@ impl Session {
                 let plane = slicing::slice(self.canonical_image(), axis, i as usize)?;
                 let share = tissue.map_or(1.0, |t| t.share_inside(&plane.data, &mask.data));
                 let area = mask.area();
-                if rules.ends(&walk, area, mask.iou, share) {
+                if let Some(reason) = rules.ends(&walk, area, mask.iou, share) {
+                    end.reason = reason;
                     break;
                 }
                 self.paste(&mut out, axis, i as usize, &mask, 1)?;
+                end.last = i as usize;
                 walk.keep(area as f64);
                 prev = mask;
                 i += dir;
             }
         }
         progress(total, total);
-        Ok(out.into_iter().map(|v| v as u8).collect())
+        Ok(Propagation {
+            mask: out.into_iter().map(|v| v as u8).collect(),
+            ends,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{StopRules, Tissue, Walk};
+    use super::{StopReason, StopRules, Tissue, Walk};
 
     /// Areas along a structure and past its end into the next one: 100 (seed) … 40 … 70.
     fn walk_until_end(rules: &StopRules, areas: &[usize]) -> usize {
+        stop_of(rules, areas).0
+    }
+
+    /// The index of the slice that ends the walk, and why (None: it ran through).
+    fn stop_of(rules: &StopRules, areas: &[usize]) -> (usize, Option<StopReason>) {
         let mut walk = Walk::new(100.0);
         for (k, &a) in areas.iter().enumerate() {
-            if rules.ends(&walk, a, 0.9, 1.0) {
-                return k;
+            if let Some(r) = rules.ends(&walk, a, 0.9, 1.0) {
+                return (k, Some(r));
             }
             walk.keep(a as f64);
         }
-        areas.len()
+        (areas.len(), None)
     }
 
     #[test]
@@ -244,6 +339,22 @@ mod tests {
         assert_eq!(walk_until_end(&r, &[150, 190, 210]), 2);
         assert_eq!(walk_until_end(&r, &[100, 30, 90]), 2);
         assert_eq!(walk_until_end(&r, &[100, 2]), 1);
+    }
+
+    #[test]
+    fn each_rule_names_itself_as_the_reason() {
+        let r = StopRules::default();
+        assert_eq!(stop_of(&r, &[100, 2]), (1, Some(StopReason::Vanished)));
+        assert_eq!(stop_of(&r, &[100, 30, 90]), (2, Some(StopReason::Jump)));
+        assert_eq!(stop_of(&r, &[150, 190, 210]), (2, Some(StopReason::LargerThanSeed)));
+        assert_eq!(
+            stop_of(&r, &[150, 120, 80, 40, 50, 70, 90]),
+            (5, Some(StopReason::SecondSwell))
+        );
+        assert_eq!(stop_of(&r, &[100, 90, 80]), (3, None));
+        let walk = Walk::new(100.0);
+        assert_eq!(r.ends(&walk, 100, 0.2, 1.0), Some(StopReason::LowIou));
+        assert_eq!(r.ends(&walk, 100, 0.9, 0.3), Some(StopReason::OtherTissue));
     }
 
     #[test]

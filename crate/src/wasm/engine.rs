@@ -18,7 +18,7 @@ use crate::data::Volume;
 use crate::model::adapter::apply_adapter;
 use crate::model::checkpoint::load_checkpoint;
 use crate::model::Sam;
-use crate::segment::{Focus, Session, SliceMask, SlicePrompt};
+use crate::segment::{Focus, Propagation, Session, SliceMask, SlicePrompt};
 
 struct Model {
     sam: Sam,
@@ -215,18 +215,29 @@ impl Engine {
 
     /// Extends a slice mask (`seed`, rows×cols of slice (`axis`, `index`)) through the
     /// volume slice by slice. `progress(done, total)` is called after each slice. Returns
-    /// the 3-D mask in canonical order (x fastest), 1 inside.
+    /// `{mask: Uint8Array (3-D, canonical order, x fastest, 1 inside), ends: [{last, reason,
+    /// why}, …]}`: for increasing then decreasing slice index, the last slice kept and why
+    /// the walk stopped there (`reason` a code, `why` a phrase for people).
     pub async fn propagate(
         &self,
         axis: usize,
         index: usize,
         seed: Vec<u8>,
         progress: js_sys::Function,
-    ) -> Result<Vec<u8>, JsError> {
+    ) -> Result<JsValue, JsError> {
         let (model, mut session) = self.take_both()?;
         let r = propagate(&mut session, &model.sam, axis, index, seed, &progress).await;
         self.put_both(model, session);
-        r
+        let r = r?;
+        let ends = js_sys::Array::new();
+        for e in &r.ends {
+            ends.push(&object(&[
+                ("last", e.last.into()),
+                ("reason", e.reason.code().into()),
+                ("why", e.reason.describe().into()),
+            ])?);
+        }
+        object(&[("mask", bytes(&r.mask)), ("ends", ends.into())])
     }
 
     /// The page's label volume (canonical order, `u8` ids) as `.nii.gz` bytes in the
@@ -466,7 +477,7 @@ async fn propagate(
     index: usize,
     seed: Vec<u8>,
     progress: &js_sys::Function,
-) -> Result<Vec<u8>, JsError> {
+) -> Result<Propagation, JsError> {
     let (ua, va) = plane_axes(axis).map_err(|e| err("3D", e))?;
     let dims = session.dims();
     let (rows, cols) = (dims[va], dims[ua]);

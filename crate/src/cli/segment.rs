@@ -72,7 +72,14 @@ pub fn run(a: &SegmentArgs) -> Res {
             );
             if p.propagate {
                 let r = session
-                    .propagate(&sam, *axis, *index, &mask, &StopRules::default(), &mut |_, _| {})
+                    .propagate(
+                        &sam,
+                        *axis,
+                        *index,
+                        &mask,
+                        &StopRules::default(),
+                        &mut |_, _| {},
+                    )
                     .await_native()?;
                 for (o, m) in canonical.iter_mut().zip(&r.mask) {
                     if *m != 0 {
@@ -104,4 +111,154 @@ pub fn run(a: &SegmentArgs) -> Res {
         t0.elapsed()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
+    use brainsam::data::volume::{read_labels, write_image};
+
+    /// Shared data: `BRAINSAM_DATA` or `../shared/data` beside the repository.
+    fn label_map(subject: &str) -> PathBuf {
+        let dir = std::env::var_os("BRAINSAM_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+        let p = dir.join(format!("label_maps/{subject}.nii.gz"));
+        assert!(
+            p.is_file(),
+            "shared data not found: {} (set BRAINSAM_DATA)",
+            p.display()
+        );
+        p
+    }
+
+    fn dice(a: &[bool], b: &[bool]) -> f64 {
+        let inter = a.iter().zip(b).filter(|(x, y)| **x && **y).count();
+        let n = a.iter().filter(|x| **x).count() + b.iter().filter(|x| **x).count();
+        2.0 * inter as f64 / n.max(1) as f64
+    }
+
+    /// The batch command as a user runs it: a held-out subject's synthetic T1 in its stored
+    /// (non-RAS) voxel order, one box on the left putamen's largest stored section with
+    /// `"propagate": true`, the bundled model. The output keeps the input's grid and holds
+    /// only the prompted label, over the prompted slice and beyond it.
+    #[test]
+    fn segment_writes_the_prompted_structure_on_the_input_grid_and_propagates_it() {
+        const PUTAMEN: i32 = 12; // FreeSurfer Left-Putamen
+        let labels = read_labels(&read_file(&label_map("subject_13")).unwrap())
+            .unwrap()
+            .volume;
+        let (image, truth) = synthesize(&labels, &SynthConfig::preset(Contrast::T1), 5).unwrap();
+        let dims = image.dims;
+        // The stored axis closest to superior-inferior: an axial slice, as a user would pick.
+        let axis = (0..3)
+            .max_by(|&a, &b| {
+                image.affine[2][a]
+                    .abs()
+                    .total_cmp(&image.affine[2][b].abs())
+            })
+            .unwrap();
+        let (ua, va) = [(1, 2), (0, 2), (0, 1)][axis];
+        let at = |p: [usize; 3]| p[0] + dims[0] * (p[1] + dims[1] * p[2]);
+        let section = |s: usize| {
+            let mut pts = Vec::new();
+            for v in 0..dims[va] {
+                for u in 0..dims[ua] {
+                    let mut p = [0; 3];
+                    (p[axis], p[ua], p[va]) = (s, u, v);
+                    if truth.data[at(p)] == PUTAMEN {
+                        pts.push((u, v));
+                    }
+                }
+            }
+            pts
+        };
+        let (slice, pts) = (0..dims[axis])
+            .map(|s| (s, section(s)))
+            .max_by_key(|(_, p)| p.len())
+            .unwrap();
+        let (u0, u1) = (
+            pts.iter().map(|p| p.0).min().unwrap(),
+            pts.iter().map(|p| p.0).max().unwrap(),
+        );
+        let (v0, v1) = (
+            pts.iter().map(|p| p.1).min().unwrap(),
+            pts.iter().map(|p| p.1).max().unwrap(),
+        );
+
+        let dir = std::env::temp_dir().join(format!("brainsam-{}-segment-cli", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (img_path, prompts, out) = (
+            dir.join("t1.nii.gz"),
+            dir.join("p.json"),
+            dir.join("seg.nii.gz"),
+        );
+        write_file(&img_path, &write_image(&image, true).unwrap()).unwrap();
+        std::fs::write(
+            &prompts,
+            format!(
+                r#"{{"prompts": [{{"label": {PUTAMEN}, "slice_axis": {axis}, "slice": {slice},
+                   "box": [{u0}, {v0}, {u1}, {v1}], "propagate": true}}]}}"#
+            ),
+        )
+        .unwrap();
+        run(&SegmentArgs {
+            image: img_path,
+            prompts,
+            out: out.clone(),
+            model: None, // the bundled model
+            adapter: None,
+            backend: "ndarray".into(),
+            focus: FocusArg {
+                focus: "auto".into(),
+                flip_average: false,
+            },
+        })
+        .unwrap();
+
+        let seg = read_labels(&read_file(&out).unwrap()).unwrap().volume;
+        assert_eq!(seg.dims, dims);
+        for (a, b) in seg
+            .affine
+            .iter()
+            .flatten()
+            .zip(image.affine.iter().flatten())
+        {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "affine {:?} vs {:?}",
+                seg.affine,
+                image.affine
+            );
+        }
+        assert!(seg.data.iter().all(|v| *v == 0 || *v == PUTAMEN));
+        let on = |s: usize, vol: &[i32]| -> Vec<bool> {
+            let mut m = Vec::new();
+            for v in 0..dims[va] {
+                for u in 0..dims[ua] {
+                    let mut p = [0; 3];
+                    (p[axis], p[ua], p[va]) = (s, u, v);
+                    m.push(vol[at(p)] == PUTAMEN);
+                }
+            }
+            m
+        };
+        // The prompted slice: a trained model with the structure's own box. The bundled model
+        // scores about 0.75 in 3-D on held-out subjects; 0.6 on its largest section is a
+        // regression gate, not the quality target.
+        let d = dice(&on(slice, &seg.data), &on(slice, &truth.data));
+        assert!(d >= 0.6, "Dice {d:.3} on the prompted slice");
+        // Propagated: more slices than the prompted one, overlapping the true structure.
+        let slices = (0..dims[axis])
+            .filter(|&s| on(s, &seg.data).iter().any(|x| *x))
+            .count();
+        let d3 = dice(
+            &seg.data.iter().map(|v| *v == PUTAMEN).collect::<Vec<_>>(),
+            &truth.data.iter().map(|v| *v == PUTAMEN).collect::<Vec<_>>(),
+        );
+        eprintln!("segment CLI: slice Dice {d:.3}, {slices} slices, 3-D Dice {d3:.3}");
+        assert!(slices > 1 && d3 >= 0.3, "{slices} slices, 3-D Dice {d3:.3}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

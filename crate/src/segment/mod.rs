@@ -795,6 +795,10 @@ mod tests {
                 .unwrap();
         assert_eq!(vol.mask.len(), s.dims().iter().product::<usize>());
         // Each direction ends on a slice it kept, at or beyond the seed's.
-        assert!(vol.ends[0].last >= 1 && vol.ends[1].last <= 1, "{:?}", vol.ends);
+        assert!(
+            vol.ends[0].last >= 1 && vol.ends[1].last <= 1,
+            "{:?}",
+            vol.ends
+        );
     }
 }

@@ -346,7 +346,10 @@ mod tests {
         let r = StopRules::default();
         assert_eq!(stop_of(&r, &[100, 2]), (1, Some(StopReason::Vanished)));
         assert_eq!(stop_of(&r, &[100, 30, 90]), (2, Some(StopReason::Jump)));
-        assert_eq!(stop_of(&r, &[150, 190, 210]), (2, Some(StopReason::LargerThanSeed)));
+        assert_eq!(
+            stop_of(&r, &[150, 190, 210]),
+            (2, Some(StopReason::LargerThanSeed))
+        );
         assert_eq!(
             stop_of(&r, &[150, 120, 80, 40, 50, 70, 90]),
             (5, Some(StopReason::SecondSwell))

@@ -252,7 +252,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
             let why: Vec<String> = labels
                 .iter()
                 .zip(&stops)
-                .filter_map(|(l, e): (&i32, &Option<([End; 2], usize)>)| {
+                .filter_map(|(l, e): (&i32, &Option<Walked>)| {
                     let ([up, down], seed) = (*e)?;
                     Some(format!(
                         "{}=+{}:{}/-{}:{}",
@@ -332,6 +332,9 @@ fn largest_sections(truth: &LabelVolume, axis: usize, labels: &[i32]) -> Vec<(us
         .collect()
 }
 
+/// How a propagation's two walks ended, and the seed slice they started from.
+type Walked = ([End; 2], usize);
+
 /// One box on structure `l`'s largest section `best` (index, area), propagated through the
 /// volume.
 fn propagated(
@@ -342,7 +345,7 @@ fn propagated(
     l: i32,
     best: (usize, usize),
     rules: &StopRules,
-) -> Res<(Counts, Option<([End; 2], usize)>)> {
+) -> Res<(Counts, Option<Walked>)> {
     let mut c = Counts {
         truth: truth.data.iter().filter(|v| **v == l).count() as u64,
         ..Default::default()

@@ -9,3 +9,4 @@ pub mod segment;
 pub mod synth;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod train_log;

@@ -1,7 +1,6 @@
 //! `brainsam train`: LoRA fine-tuning (the paper's recipe) or full training, from label maps
 //! with synthetic contrasts and/or real image+label pairs.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use brainsam::model::adapter::{adapter_bytes, adapter_params, AdapterMeta};
@@ -20,6 +19,7 @@ use super::common::{
     device, focus_metadata, label_maps, load_label_map, load_model, load_pairs, parse_labels, read,
     sha256_hex, Res,
 };
+use super::train_log::TrainLog;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -253,33 +253,8 @@ pub fn run(a: &TrainArgs) -> Res {
         }
     );
 
-    let log_path = a.out.join("log.csv");
-    let mut history: Vec<(usize, f32, f64)> = std::fs::read_to_string(&log_path)
-        .ok()
-        .filter(|_| a.resume)
-        .map(|t| {
-            t.lines()
-                .skip(1)
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split(',').collect();
-                    Some((
-                        f.first()?.parse().ok()?,
-                        f.get(1)?.parse().ok()?,
-                        f.get(2)?.parse().ok()?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(a.resume)
-        .write(true)
-        .truncate(!a.resume)
-        .open(&log_path)?;
-    if history.is_empty() {
-        writeln!(log, "step,loss,lr,slices_per_s")?;
-    }
+    let mut log = TrainLog::open(&a.out.join("log.csv"), a.resume)
+        .map_err(|e| format!("{}: {e}", a.out.join("log.csv").display()))?;
     let bar = ProgressBar::new(a.steps as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
@@ -287,15 +262,9 @@ pub fn run(a: &TrainArgs) -> Res {
     let mut ema: Option<f32> = None;
     let started = std::time::Instant::now();
     let mut report = |s: &brainsam::train::trainer::StepLog| {
-        history.retain(|h| h.0 < s.step);
-        history.push((s.step, s.loss, s.lr));
         let e = ema.map_or(s.loss, |e| 0.98 * e + 0.02 * s.loss);
         ema = Some(e);
-        let _ = writeln!(
-            log,
-            "{},{:.5},{:.3e},{:.3}",
-            s.step, s.loss, s.lr, s.slices_per_s
-        );
+        let _ = log.record(s.step, s.loss, s.lr, s.slices_per_s);
         bar.set_position(s.step as u64);
         bar.set_message(format!(
             "loss {e:.4} lr {:.2e} {:.2} slices/s",
@@ -303,7 +272,7 @@ pub fn run(a: &TrainArgs) -> Res {
         ));
         if s.step % 25 == 0 {
             let _ = log.flush();
-            if let Ok(png) = curve_png(&history) {
+            if let Ok(png) = curve_png(&log.points()) {
                 let _ = std::fs::write(a.out.join("curve.png"), png);
             }
         }
@@ -321,7 +290,7 @@ pub fn run(a: &TrainArgs) -> Res {
         &mut report,
     )?;
     bar.finish();
-    std::fs::write(a.out.join("curve.png"), curve_png(&history)?)?;
+    std::fs::write(a.out.join("curve.png"), curve_png(&log.points())?)?;
 
     let (name, bytes, n) = match &lora {
         Some(l) => {

@@ -205,7 +205,8 @@ async function propagate() {
     state.lastPropagation = {
       id: p.id, axis: p.axis, ms: r.ms, voxels: countLabel(state.labels, p.id),
       from: down.last, to: up.last, ends: r.ends.map((e) => e.reason),
-      why: `stopped above: ${up.why}; below: ${down.why}`,
+      // Slice numbers as the viewer shows them (1-based); "above/below" would be wrong off axial.
+      why: `stopped at ${up.last + 1}: ${up.why}; at ${down.last + 1}: ${down.why}`,
     };
     await refreshMemory();
   } finally {
@@ -227,7 +228,7 @@ function updateMaskInfo() {
   const prop = state.lastPropagation;
   if (prop && prop.id === state.current) {
     // Why the walk ended where it did: a leak and an early stop look alike otherwise.
-    lines.push(`3D: ${['sagittal', 'coronal', 'axial'][prop.axis]} slices ${prop.from + 1}–${prop.to + 1}, ${prop.why}`);
+    lines.push(`3D: ${['sagittal', 'coronal', 'axial'][prop.axis]} slices ${prop.from + 1}–${prop.to + 1}; ${prop.why}`);
   }
   state.lastDice = null;
   if (state.reference && state.labels) {

@@ -368,7 +368,7 @@ print(json.dumps([int(round(v)) for v in np.linalg.solve(a, [-25, 2, 0, 1])[:3]]
     const codes = ['vanished', 'iou', 'jump', 'seed-area', 'swell', 'tissue', 'extent', 'edge'];
     assert.ok(s.p.ends.length === 2 && s.p.ends.every((c) => codes.includes(c)), `stop reasons ${s.p.ends}`);
     assert.ok(s.p.from <= s.p.to, `3D slice range ${s.p.from}..${s.p.to}`);
-    assert.match(await page.textContent('#mask-info'), /stopped above: .+; below: .+/);
+    assert.match(await page.textContent('#mask-info'), new RegExp(`stopped at ${s.p.to + 1}: .+; at ${s.p.from + 1}: .+`));
     console.log(`3D: ${s.p.voxels} voxels in ${Math.round(s.p.ms)} ms, Dice ${s.dice.volume?.toFixed(3)}, slices ${s.p.from}..${s.p.to}, stops ${s.p.ends}`);
     await screenshot(page, '05-3d');
     // A regression gate on the stop rules, not a quality target: with the first release's

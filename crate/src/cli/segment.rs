@@ -88,11 +88,13 @@ pub fn run(a: &SegmentArgs) -> Res {
                 }
                 let [up, down] = r.ends;
                 println!(
-                    "prompt {i}: propagated to {} voxels on canonical slices {}..={} (up: {}; down: {})",
+                    "prompt {i}: propagated to {} voxels on canonical slices {}..={} (stopped at {}: {}; at {}: {})",
                     r.mask.iter().filter(|m| **m != 0).count(),
                     down.last,
                     up.last,
+                    up.last,
                     up.reason.describe(),
+                    down.last,
                     down.reason.describe()
                 );
             }

@@ -305,6 +305,7 @@ fn stop_rules(spec: &str) -> Res<StopRules> {
             "min_tissue_share" => r.min_tissue_share = v,
             "max_regrowth" => r.max_regrowth = v,
             "max_extent" => r.max_extent = v,
+            "box_margin" => r.box_margin = v as f32,
             o => return Err(format!("--stop-rules: no rule `{o}`").into()),
         }
     }

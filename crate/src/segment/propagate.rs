@@ -32,6 +32,8 @@ pub struct StopRules {
     /// reach at most about their in-plane size beyond their largest section; a masked
     /// section is larger than the true one, hence less than 1).
     pub max_extent: f64,
+    /// Pixels added on each side of the previous slice's mask box to prompt the next slice.
+    pub box_margin: f32,
 }
 
 impl Default for StopRules {
@@ -46,6 +48,9 @@ impl Default for StopRules {
             min_tissue_share: 0.6,
             max_regrowth: 1.5,
             max_extent: 0.7,
+            // None: a predicted mask is already looser than the structure, and a margin
+            // compounds slice by slice (subjects 01–02: Dice 0.572 with 1 px, 0.591 without).
+            box_margin: 0.0,
         }
     }
 }
@@ -173,6 +178,7 @@ impl StopRules {
             min_tissue_share: 0.0,
             max_regrowth: f64::INFINITY,
             max_extent: f64::INFINITY,
+            box_margin: 1.0,
             ..Self::default()
         }
     }
@@ -266,7 +272,7 @@ impl Session {
                     end.reason = StopReason::Vanished;
                     break;
                 };
-                let m = 1.0;
+                let m = rules.box_margin;
                 let b = [
                     (u0 as f32 - m).max(0.0),
                     (v0 as f32 - m).max(0.0),

@@ -33,6 +33,10 @@ pub struct ConvertArgs {
     /// `off`; by default the input's own is kept.
     #[arg(long)]
     pub focus: Option<String>,
+    /// Average the input with these checkpoints (same geometry), e.g. runs fine-tuned from
+    /// one model with different seeds ("model soup"); repeatable.
+    #[arg(long)]
+    pub average: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -121,7 +125,24 @@ pub fn info(a: &InfoArgs) -> Res {
 }
 
 pub fn convert(a: &ConvertArgs) -> Res {
-    let (sd, g, _) = load(&a.input)?;
+    let (mut sd, g, _) = load(&a.input)?;
+    if !a.average.is_empty() {
+        let mut dicts = vec![sd];
+        for p in &a.average {
+            let (other, og, _) = load(p)?;
+            if og != g {
+                return Err(format!(
+                    "{} has another geometry than {}",
+                    p.display(),
+                    a.input.display()
+                )
+                .into());
+            }
+            dicts.push(other);
+        }
+        sd = StateDict::average(&dicts)?;
+        println!("averaged {} checkpoints", dicts.len());
+    }
     let mut meta = metadata(&g);
     let focus = match &a.focus {
         Some(f) => FocusArg {

@@ -147,6 +147,53 @@ impl StateDict {
     }
 }
 
+impl StateDict {
+    /// The element-wise mean of checkpoints with the same keys and shapes: a "uniform
+    /// model soup" of runs fine-tuned from one starting point, which usually scores better
+    /// than each run alone at no cost per prediction.
+    pub fn average(dicts: &[StateDict]) -> Result<StateDict, WeightsError> {
+        let (first, rest) = dicts
+            .split_first()
+            .ok_or_else(|| WeightsError::NotSam("nothing to average".into()))?;
+        let mut sum = first.clone();
+        for other in rest {
+            let extra: Vec<&String> = other
+                .tensors
+                .keys()
+                .filter(|k| !sum.tensors.contains_key(*k))
+                .collect();
+            if let Some(k) = extra.first() {
+                return Err(WeightsError::Unexpected {
+                    count: extra.len(),
+                    examples: format!("`{k}`"),
+                });
+            }
+            for (key, acc) in sum.tensors.iter_mut() {
+                let t = other
+                    .tensors
+                    .get(key)
+                    .ok_or_else(|| WeightsError::Missing {
+                        key: key.clone(),
+                        expected: acc.shape.clone(),
+                    })?;
+                if t.shape != acc.shape {
+                    return Err(WeightsError::Shape {
+                        key: key.clone(),
+                        expected: acc.shape.clone(),
+                        found: t.shape.clone(),
+                    });
+                }
+                acc.data.iter_mut().zip(&t.data).for_each(|(a, b)| *a += b);
+            }
+        }
+        let n = dicts.len() as f32;
+        for t in sum.tensors.values_mut() {
+            t.data.iter_mut().for_each(|a| *a /= n);
+        }
+        Ok(sum)
+    }
+}
+
 /// safetensors starts with a little-endian u64 header length and a JSON object.
 fn looks_like_safetensors(bytes: &[u8]) -> bool {
     match bytes.get(..9) {
@@ -197,6 +244,26 @@ mod tests {
         let sd = sd_with("extra.weight", &[2]);
         let msg = sd.finish().unwrap_err().to_string();
         assert!(msg.contains("extra.weight"), "{msg}");
+    }
+
+    #[test]
+    fn average_is_the_elementwise_mean_and_refuses_other_shapes() {
+        let mut a = StateDict::new();
+        a.insert("w", HostTensor::new(vec![2], vec![1.0, -3.0]));
+        let mut b = StateDict::new();
+        b.insert("w", HostTensor::new(vec![2], vec![3.0, 5.0]));
+        let mean = StateDict::average(&[a.clone(), b]).unwrap();
+        assert_eq!(mean.get("w").unwrap().data, vec![2.0, 1.0]);
+
+        let msg = StateDict::average(&[a.clone(), sd_with("w", &[3])])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`w`") && msg.contains("[3]"), "{msg}");
+        let msg = StateDict::average(&[a.clone(), sd_with("v", &[2])])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`v`"), "{msg}");
+        assert!(StateDict::average(&[]).is_err());
     }
 
     #[test]

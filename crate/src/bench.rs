@@ -48,7 +48,7 @@ pub fn inference(device: &Device, g: &Geometry, batch: usize, reps: usize) -> (T
     let s = g.image_size;
     let x = Tensor::<4>::random([batch, 3, s, s], Distribution::Normal(0.0, 1.0), device);
     let encoder = timed(reps, || sync(sam.embed(x.clone())));
-    let emb = sam.embed(x.slice([0..1]));
+    let emb = sam.embed(x.slice(s![0..1]));
     let coords = Tensor::<3>::from_data(
         TensorData::new(vec![s as f32 * 0.4, s as f32 * 0.6], [1, 1, 2]),
         device,
@@ -82,7 +82,7 @@ pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Ti
         &LoraConfig::new(),
         device,
     ));
-    let mut optim: ModuleOptimizer = AdamWConfig::new().init().into();
+    let mut optim: ModuleOptimizer = AdamWConfig::new().init();
     let c = s as f32;
     let batches: Vec<Batch> = (0..batch)
         .map(|_| Batch {

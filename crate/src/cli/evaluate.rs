@@ -83,6 +83,15 @@ impl Counts {
     }
 }
 
+/// A subject to evaluate: name, and either a real image and labels or a label map to
+/// synthesise from.
+type Subject = (
+    String,
+    Option<Volume<f32>>,
+    Option<LabelVolume>,
+    Option<PathBuf>,
+);
+
 pub fn run(a: &EvaluateArgs) -> Res {
     let device = device(&a.backend)?;
     let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
@@ -105,12 +114,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
     };
     let rules = stop_rules(&a.stop_rules)?;
     let contrast = Contrast::parse(&a.contrast)?;
-    let mut subjects: Vec<(
-        String,
-        Option<Volume<f32>>,
-        Option<LabelVolume>,
-        Option<PathBuf>,
-    )> = Vec::new();
+    let mut subjects: Vec<Subject> = Vec::new();
     match (&a.label_maps, &a.pairs) {
         (Some(dir), None) => {
             for (name, path) in label_maps(dir, &a.subjects)? {

@@ -163,6 +163,22 @@ impl Geometry {
 }
 
 #[cfg(test)]
+impl Geometry {
+    /// The small SAM the unit tests build: 32-d, 2 blocks (the second global), 64-px input.
+    pub(crate) fn tiny(patch_size: usize, window_size: usize) -> Self {
+        Self {
+            embed_dim: 32,
+            depth: 2,
+            num_heads: 2,
+            global_attn_indexes: vec![1],
+            image_size: 64,
+            patch_size,
+            window_size,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::weights::HostTensor;
@@ -218,21 +234,5 @@ mod tests {
         g.num_heads = 12;
         g.global_attn_indexes.push(12);
         assert!(g.validate().is_err());
-    }
-}
-
-#[cfg(test)]
-impl Geometry {
-    /// The small SAM the unit tests build: 32-d, 2 blocks (the second global), 64-px input.
-    pub(crate) fn tiny(patch_size: usize, window_size: usize) -> Self {
-        Self {
-            embed_dim: 32,
-            depth: 2,
-            num_heads: 2,
-            global_attn_indexes: vec![1],
-            image_size: 64,
-            patch_size,
-            window_size,
-        }
     }
 }

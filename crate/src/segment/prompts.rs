@@ -266,8 +266,8 @@ mod tests {
         let (u, v) = interior_point(&m, rows, cols).unwrap();
         assert_eq!(v, 4, "row of the centre");
         assert!((5..=7).contains(&u), "u = {u}");
-        assert_eq!(bbox(&vec![0; 4], 2, 2), None);
-        assert_eq!(interior_point(&vec![0; 4], 2, 2), None);
+        assert_eq!(bbox(&[0; 4], 2, 2), None);
+        assert_eq!(interior_point(&[0; 4], 2, 2), None);
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub fn curve_png(points: &[(usize, f32, f64)]) -> Result<Vec<u8>> {
     let px = |s: usize| x0 + ((x1 - x0) as f64 * s as f64 / max_step) as usize;
     let py = |v: f64, max: f64| y1 - ((y1 - y0) as f64 * (v / max).clamp(0.0, 1.0)) as usize;
     let mut ema = points[0].1 as f64;
-    let mut prev: Option<((usize, usize), (usize, usize), (usize, usize))> = None;
+    // Pixel positions of the previous step's loss, moving average and learning rate.
+    type Px = (usize, usize);
+    let mut prev: Option<(Px, Px, Px)> = None;
     for &(s, loss, lr) in points {
         ema = 0.95 * ema + 0.05 * loss as f64;
         let cur = (

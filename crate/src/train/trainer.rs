@@ -155,8 +155,7 @@ pub fn train(
     }
     let optim: ModuleOptimizer = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
-        .init()
-        .into();
+        .init();
     let (mut sam, mut optim, start) = if resume && checkpoint::exists(out) {
         let (sam, optim, state) = checkpoint::load(out, optim, device)?;
         if state.geometry != *geometry || state.lora != cfg.lora {
@@ -379,8 +378,7 @@ mod tests {
         )
         .unwrap();
         {
-            let (loaded, _, st) =
-                checkpoint::load(&b, AdamWConfig::new().init().into(), &device).unwrap();
+            let (loaded, _, st) = checkpoint::load(&b, AdamWConfig::new().init(), &device).unwrap();
             assert_eq!(st.step, 3);
             let (x, y) = (weights(&stopped), weights(&loaded));
             for ((k, p), (k2, q)) in x.iter().zip(&y) {

@@ -76,6 +76,10 @@ pub struct TrainArgs {
     /// input (train a model for focused inference, `--focus` of segment and evaluate).
     #[arg(long, default_value_t = 0.0)]
     pub focus_prob: f64,
+    /// Prompts drawn for each slice's first structure (other box jitters or point sets):
+    /// they share the slice's encoder pass, the costly part of a step.
+    #[arg(long, default_value_t = 1)]
+    pub prompt_variants: usize,
     /// Share of slices given a second, corrective round: a point from the first
     /// prediction's error region plus its logits as mask input (SAM's interactive training).
     #[arg(long, default_value_t = 0.25)]
@@ -213,6 +217,7 @@ pub fn run(a: &TrainArgs) -> Res {
             point_prob: a.point_prob,
             neighbour_prob: a.neighbour_prob,
             focus_prob: a.focus_prob,
+            prompt_variants: a.prompt_variants,
             ..Default::default()
         },
         contrasts: a.contrasts.clone(),

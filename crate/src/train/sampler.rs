@@ -37,6 +37,11 @@ pub struct SamplerConfig {
     pub focus_context: [f32; 2],
     #[serde(default = "default_focus_min_side")]
     pub focus_min_side: [usize; 2],
+    /// Prompts drawn for the slice's first structure (other jitters or point sets, same
+    /// target). They share the encoder pass, which costs far more than the decoder, so
+    /// each encoding teaches the decoder several prompts, as SAM's training does.
+    #[serde(default = "default_prompt_variants")]
+    pub prompt_variants: usize,
 }
 
 impl SamplerConfig {
@@ -58,6 +63,10 @@ fn default_focus_min_side() -> [usize; 2] {
     [48, 80]
 }
 
+fn default_prompt_variants() -> usize {
+    1
+}
+
 impl Default for SamplerConfig {
     fn default() -> Self {
         Self {
@@ -72,6 +81,7 @@ impl Default for SamplerConfig {
             focus_prob: 0.0,
             focus_context: default_focus_context(),
             focus_min_side: default_focus_min_side(),
+            prompt_variants: default_prompt_variants(),
         }
     }
 }
@@ -197,7 +207,38 @@ pub fn sample_slice(
     if cfg.focus_prob > 0.0 && rng.uniform() < cfg.focus_prob {
         sample = focus(sample, cfg, rng)?;
     }
+    // Not for propagation boxes: their target may be empty.
+    if !neighbour {
+        add_variants(&mut sample, cfg, use_points, (n_pos, n_neg), rng);
+    }
     Some(sample)
+}
+
+/// Appends `prompt_variants - 1` more prompts of the same kind for the first structure,
+/// drawn from its mask as the sample now holds it (after any window cut).
+fn add_variants(
+    s: &mut SliceSample,
+    cfg: &SamplerConfig,
+    use_points: bool,
+    (n_pos, n_neg): (usize, usize),
+    rng: &mut Rng,
+) {
+    let Some((l, mask)) = s.targets.first().cloned() else {
+        return;
+    };
+    let (rows, cols) = (s.image.rows, s.image.cols);
+    let Some(b) = bbox(&mask, rows, cols) else {
+        return;
+    };
+    for _ in 1..cfg.prompt_variants {
+        if use_points {
+            s.points
+                .push(sample_points(&mask, rows, cols, b, n_pos, n_neg, rng));
+        } else {
+            s.boxes.push(jitter_box(b, rows, cols, cfg.box_jitter, rng));
+        }
+        s.targets.push((l, mask.clone()));
+    }
 }
 
 /// Cuts the sample to a window around its first prompt, drawn as inference draws it; other
@@ -474,10 +515,9 @@ mod tests {
         assert!(empty > 0 && full > 0, "{empty} empty, {full} full");
     }
 
-    #[test]
-    fn focused_samples_cut_image_masks_and_prompts_to_one_window_around_the_first_prompt() {
-        // Two boxes of structures 5 and 6 far apart in a 64-wide axial plane; the image
-        // holds the label values, so a misaligned cut shows as a mismatch.
+    /// Boxes of structures 5 (6 × 10 px) and 6 far apart in a 64-wide axial plane; the
+    /// image holds the label values, so a misaligned cut shows as a mismatch.
+    fn two_structures() -> (Volume<f32>, LabelVolume, Normalizer) {
         let n = 64;
         let mut lab = vec![0i32; n * n * 4];
         for z in 0..4 {
@@ -496,6 +536,77 @@ mod tests {
         let image = Volume::new(dims, lab.iter().map(|l| *l as f32 * 10.0).collect(), eye).unwrap();
         let labels = Volume::new(dims, lab, eye).unwrap();
         let norm = Normalizer::robust(&image).unwrap();
+        (image, labels, norm)
+    }
+
+    #[test]
+    fn prompt_variants_add_prompts_of_the_same_kind_for_the_first_structure() {
+        let (image, labels, norm) = two_structures();
+        let cfg = SamplerConfig {
+            axes: vec![2],
+            crop_prob: 0.0,
+            flip_prob: 0.0,
+            neighbour_prob: 0.0,
+            focus_prob: 1.0,
+            focus_context: [2.0, 2.0],
+            focus_min_side: [16, 16],
+            prompt_variants: 3,
+            ..SamplerConfig::default()
+        };
+        let mut rng = Rng::new(5);
+        for use_points in [false, true] {
+            for _ in 0..10 {
+                let s = sample_slice(&image, &norm, &labels, &[5, 6], &cfg, use_points, &mut rng)
+                    .unwrap();
+                let side = s.image.rows;
+                assert_eq!(s.targets.len(), 3, "one structure, three prompts");
+                assert!(s.targets.iter().all(|t| t == &s.targets[0]));
+                let mask = &s.targets[0].1;
+                if use_points {
+                    assert_eq!((s.points.len(), s.boxes.len()), (3, 0));
+                    let n = s.points[0].len();
+                    assert!(s.points.iter().all(|p| p.len() == n), "equal point counts");
+                    for [u, v, lb] in s.points.iter().flatten() {
+                        let inside = mask[*v as usize * side + *u as usize] == 1;
+                        assert!(*lb != 1.0 || inside, "a positive point off the structure");
+                        assert!(*lb != 0.0 || !inside, "a negative point on the structure");
+                    }
+                } else {
+                    assert_eq!((s.boxes.len(), s.points.len()), (3, 0));
+                    let b = bbox(mask, side, side).unwrap().map(|x| x as f32);
+                    for [u0, v0, u1, v1] in &s.boxes {
+                        // Jittered by at most a few pixels around the structure, in the window.
+                        assert!(*u1 < side as f32 && *v1 < side as f32);
+                        assert!(u0 <= u1 && v0 <= v1);
+                        let d = [u0 - b[0], v0 - b[1], u1 - b[2], v1 - b[3]];
+                        assert!(d.iter().all(|x| x.abs() <= 6.0), "{d:?}");
+                    }
+                    assert!(s.boxes.windows(2).any(|w| w[0] != w[1]), "jitters differ");
+                }
+            }
+        }
+        // Propagation boxes keep one prompt: their target may be empty.
+        let cfg = SamplerConfig {
+            neighbour_prob: 1.0,
+            focus_prob: 0.0,
+            ..cfg
+        };
+        // (A neighbour outside the volume falls back to the slice itself, with variants.)
+        let mut propagation = 0;
+        for _ in 0..20 {
+            let s = sample_slice(&image, &norm, &labels, &[5], &cfg, false, &mut rng).unwrap();
+            if s.boxes == vec![[7.0, 9.0, 14.0, 20.0]] {
+                propagation += 1;
+            } else {
+                assert_eq!(s.targets.len(), 3);
+            }
+        }
+        assert!(propagation > 0);
+    }
+
+    #[test]
+    fn focused_samples_cut_image_masks_and_prompts_to_one_window_around_the_first_prompt() {
+        let (image, labels, norm) = two_structures();
         let cfg = SamplerConfig {
             axes: vec![2],
             crop_prob: 0.0,

@@ -539,10 +539,9 @@ mod tests {
         (image, labels, norm)
     }
 
-    #[test]
-    fn prompt_variants_add_prompts_of_the_same_kind_for_the_first_structure() {
-        let (image, labels, norm) = two_structures();
-        let cfg = SamplerConfig {
+    /// Axial slices, no augmentation or propagation boxes, every slice cut to a 2× window.
+    fn focused_axial() -> SamplerConfig {
+        SamplerConfig {
             axes: vec![2],
             crop_prob: 0.0,
             flip_prob: 0.0,
@@ -550,8 +549,16 @@ mod tests {
             focus_prob: 1.0,
             focus_context: [2.0, 2.0],
             focus_min_side: [16, 16],
-            prompt_variants: 3,
             ..SamplerConfig::default()
+        }
+    }
+
+    #[test]
+    fn prompt_variants_add_prompts_of_the_same_kind_for_the_first_structure() {
+        let (image, labels, norm) = two_structures();
+        let cfg = SamplerConfig {
+            prompt_variants: 3,
+            ..focused_axial()
         };
         let mut rng = Rng::new(5);
         for use_points in [false, true] {
@@ -608,15 +615,8 @@ mod tests {
     fn focused_samples_cut_image_masks_and_prompts_to_one_window_around_the_first_prompt() {
         let (image, labels, norm) = two_structures();
         let cfg = SamplerConfig {
-            axes: vec![2],
-            crop_prob: 0.0,
-            flip_prob: 0.0,
-            neighbour_prob: 0.0,
             box_jitter: 0.0,
-            focus_prob: 1.0,
-            focus_context: [2.0, 2.0],
-            focus_min_side: [16, 16],
-            ..SamplerConfig::default()
+            ..focused_axial()
         };
         let mut rng = Rng::new(3);
         for use_points in [false, true] {

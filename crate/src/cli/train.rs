@@ -80,6 +80,10 @@ pub struct TrainArgs {
     /// they share the slice's encoder pass, the costly part of a step.
     #[arg(long, default_value_t = 1)]
     pub prompt_variants: usize,
+    /// Share of box steps that look (16 draws) for a slice where the structure lies in
+    /// pieces spread over 1.5× its largest piece's box: the box prompts most often failed.
+    #[arg(long, default_value_t = 0.0)]
+    pub fragment_prob: f64,
     /// Share of slices given a second, corrective round: a point from the first
     /// prediction's error region plus its logits as mask input (SAM's interactive training).
     #[arg(long, default_value_t = 0.25)]
@@ -218,6 +222,7 @@ pub fn run(a: &TrainArgs) -> Res {
             neighbour_prob: a.neighbour_prob,
             focus_prob: a.focus_prob,
             prompt_variants: a.prompt_variants,
+            fragment_prob: a.fragment_prob,
             ..Default::default()
         },
         contrasts: a.contrasts.clone(),

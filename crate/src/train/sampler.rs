@@ -599,6 +599,11 @@ mod tests {
                 }
             }
         }
+        volumes(lab, n)
+    }
+
+    /// An `n × n × 4` label volume and an image holding its label values, on a 1 mm grid.
+    fn volumes(lab: Vec<i32>, n: usize) -> (Volume<f32>, LabelVolume, Normalizer) {
         let mut eye = [[0.0; 4]; 4];
         (0..4).for_each(|i| eye[i][i] = 1.0);
         let dims = [n, n, 4];
@@ -713,16 +718,7 @@ mod tests {
         }
         lab[(3 * n + 30) * n + 56] = 5;
         lab[(3 * n + 30) * n + 57] = 5;
-        let mut eye = [[0.0; 4]; 4];
-        (0..4).for_each(|i| eye[i][i] = 1.0);
-        let image = Volume::new(
-            [n, n, 4],
-            lab.iter().map(|l| *l as f32 * 10.0).collect(),
-            eye,
-        )
-        .unwrap();
-        let labels = Volume::new([n, n, 4], lab, eye).unwrap();
-        let norm = Normalizer::robust(&image).unwrap();
+        let (image, labels, norm) = volumes(lab, n);
         let fragmented_share = |fragment_prob: f64, use_points: bool| {
             let cfg = SamplerConfig {
                 axes: vec![2],

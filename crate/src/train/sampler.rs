@@ -245,16 +245,20 @@ fn spread_on_slice(labels: &LabelVolume, axis: usize, index: usize, label: i32) 
     spread(&mask, plane.rows, plane.cols)
 }
 
-/// Box area of a mask's pixels over the box area of its largest 4-connected piece.
-pub fn spread(mask: &[u8], rows: usize, cols: usize) -> f64 {
+/// Box area of a mask's pixels over the box area of its largest 4-connected piece (0.0 for
+/// an empty mask or one that is not `rows × cols`).
+fn spread(mask: &[u8], rows: usize, cols: usize) -> f64 {
     let area = |[u0, v0, u1, v1]: [usize; 4]| ((u1 - u0 + 1) * (v1 - v0 + 1)) as f64;
+    if mask.len() != rows * cols {
+        return 0.0;
+    }
     let Some(all) = bbox(mask, rows, cols) else {
         return 0.0;
     };
     let mut seen = vec![false; mask.len()];
     let (mut best, mut best_box) = (0usize, all);
     let mut stack = Vec::new();
-    for start in 0..mask.len().min(rows * cols) {
+    for start in 0..mask.len() {
         if mask[start] == 0 || seen[start] {
             continue;
         }
@@ -701,6 +705,8 @@ mod tests {
         // A lone pixel at (row 9, col 19): box rows 2-9, cols 3-19 = 8 × 17.
         m[9 * cols + 19] = 1;
         assert_eq!(spread(&m, rows, cols), 136.0 / 12.0);
+        // A mask of the wrong size is refused, not indexed past its end.
+        assert_eq!(spread(&m[..rows * cols - 1], rows, cols), 0.0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Evaluates the bundled model on the held-out label maps (never seen in training): box prompts
 # in the trained contrasts (t1, t2) and in unseen ones (pd, flair), one point per slice in t1;
-# `contrast:prompt:flip` runs also average each window with its mirror (--flip-average).
+# `contrast:prompt:flip` runs also average each window with its mirror (--flip-average);
+# `contrast:prompt:unnamed` ones do not tell the model which structure a prompt is for.
 # Writes weights/eval/<contrast>_<prompt>.txt; scripts/bundle_model.py puts them in the manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,10 @@ mkdir -p "$OUT"
 for spec in ${RUNS:-t1:box t2:box pd:box flair:box t1:point t1:box:flip pd:box:flip t1:point:flip}; do
   IFS=: read -r c p mode <<<"$spec"
   flags=() name="${c}_${p}"
-  if [ "${mode:-}" = flip ]; then flags=(--flip-average) name="${name}_flip"; fi
+  case "${mode:-}" in
+    flip) flags=(--flip-average) name="${name}_flip" ;;
+    unnamed) flags=(--unnamed) name="${name}_unnamed" ;;
+  esac
   echo "== $c $p ${mode:-}"
   {
     echo "brainsam evaluate --model $MODEL ${ADAPTER:+--adapter $ADAPTER }--label-maps $DATA --subjects $SUBJECTS --contrast $c --prompt $p --seed 0 --axis axial ${flags[*]:-}"

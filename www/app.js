@@ -146,7 +146,7 @@ async function predict(p, before) {
   if (!state.volume) throw new Error('Open an image first.');
   setBusy('segmenting…');
   try {
-    const r = await engine.call('predict', { axis: p.axis, index: p.index, points: p.points, box: p.box, maskInput: p.logits });
+    const r = await engine.call('predict', { axis: p.axis, index: p.index, points: p.points, box: p.box, maskInput: p.logits, structure: p.id });
     state.history.push({ kind: 'slice', axis: p.axis, index: p.index, labels: readSlice(state.labels, state.volume.dims, p.axis, p.index), prompt: before });
     p.logits = r.logits;
     writeSlice(state.labels, state.volume.dims, p.axis, p.index, r.mask, p.id);
@@ -196,7 +196,7 @@ async function propagate() {
   progress('prop-progress', 0);
   $('propagate').disabled = true;
   try {
-    const r = await engine.call('propagate', { axis: p.axis, index: p.index, seed });
+    const r = await engine.call('propagate', { axis: p.axis, index: p.index, seed, structure: p.id });
     state.history.push({ kind: 'volume', labels: state.labels.slice(), prompt: clonePrompt(p) });
     const volumes = state.history.filter((h) => h.kind === 'volume');
     if (volumes.length > MAX_VOLUME_UNDO) state.history.splice(state.history.indexOf(volumes[0]), 1);

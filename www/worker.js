@@ -59,19 +59,20 @@ const handlers = {
     return { ms: now() - t };
   },
 
-  async predict({ axis, index, points, box, maskInput }) {
+  // `structure`: the common id the prompt is for (the model may use it), or undefined.
+  async predict({ axis, index, points, box, maskInput, structure }) {
     const encodeMs = windowed ? null : await ensureEncoded(axis, index);
     const t = now();
     const r = engine.predict(axis, index, new Float32Array(points.flat()), box ? new Float32Array(box) : undefined,
-      maskInput ? new Float32Array(maskInput) : undefined);
+      maskInput ? new Float32Array(maskInput) : undefined, structure);
     const out = await r;
     const decodeMs = now() - t;
     return transferable({ ...out, encodeMs, decodeMs }, [out.mask.buffer, out.logits.buffer]);
   },
 
-  async propagate({ axis, index, seed }) {
+  async propagate({ axis, index, seed, structure }) {
     const t = now();
-    const r = await engine.propagate(axis, index, new Uint8Array(seed), (done, total) => emit('propagate-progress', { done, total }));
+    const r = await engine.propagate(axis, index, new Uint8Array(seed), (done, total) => emit('propagate-progress', { done, total }), structure);
     return transferable({ mask: r.mask, ends: r.ends, ms: now() - t }, [r.mask.buffer]);
   },
 

@@ -55,13 +55,11 @@ pub fn inference(device: &Device, g: &Geometry, batch: usize, reps: usize) -> (T
     );
     let labels = Tensor::<2>::from_data(TensorData::new(vec![1.0f32], [1, 1]), device);
     let decoder = timed(reps.max(10), || {
-        let (m, _) = sam.decode(
-            emb.clone(),
-            Some((coords.clone(), labels.clone())),
-            None,
-            None,
-            true,
-        );
+        let prompts = crate::model::Prompts {
+            points: Some((coords.clone(), labels.clone())),
+            ..Default::default()
+        };
+        let (m, _) = sam.decode(emb.clone(), prompts, true);
         sync(m);
     });
     (encoder, decoder)
@@ -94,6 +92,7 @@ pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Ti
             points: None,
             targets: Tensor::<4>::random([1, 1, l, l], Distribution::Bernoulli(0.5), device),
             correction: None,
+            structures: None,
         })
         .collect();
     timed(reps, || {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use brainsam::data::labels::structure;
+use brainsam::data::labels::{kind, structure};
 use brainsam::data::rng::Rng;
 use brainsam::data::slicing::{self};
 use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
@@ -57,6 +57,10 @@ pub struct EvaluateArgs {
     /// `default,max_extent=0.8`) to tune them on held-out subjects.
     #[arg(long, default_value = "default")]
     pub stop_rules: String,
+    /// Do not tell a model with structure embeddings which structure each prompt is for
+    /// (by default it is told, as the page and `segment` tell it).
+    #[arg(long)]
+    pub unnamed: bool,
     #[command(flatten)]
     pub focus: FocusArg,
     /// Also write each subject's image, truth and prediction (NIfTI) into this folder, to
@@ -113,6 +117,9 @@ pub fn run(a: &EvaluateArgs) -> Res {
         }
     };
     let rules = stop_rules(&a.stop_rules)?;
+    // The structure each prompt is for, when the model can be told.
+    let told = sam.prompt_encoder.knows_structures() && !a.unnamed;
+    let named = |l: i32| if told { kind(l) } else { None };
     let contrast = Contrast::parse(&a.contrast)?;
     let mut subjects: Vec<Subject> = Vec::new();
     match (&a.label_maps, &a.pairs) {
@@ -129,9 +136,10 @@ pub fn run(a: &EvaluateArgs) -> Res {
         _ => return Err("give either --label-maps or --pairs".into()),
     }
     println!(
-        "evaluate: {} subject(s), {} prompts, {} slices, {}",
+        "evaluate: {} subject(s), {} prompts{}, {} slices, {}",
         subjects.len(),
         a.prompt,
+        if told { " naming their structure" } else { "" },
         a.axis,
         if a.pairs.is_some() {
             "real images".to_string()
@@ -173,8 +181,15 @@ pub fn run(a: &EvaluateArgs) -> Res {
         if propagate {
             let largest = largest_sections(&truth, axis, &labels);
             for (k, &l) in labels.iter().enumerate() {
-                (counts[k], stops[k]) =
-                    propagated(&sam, &mut session, &truth, axis, l, largest[k], &rules)?;
+                (counts[k], stops[k]) = propagated(
+                    &sam,
+                    &mut session,
+                    &truth,
+                    axis,
+                    (l, named(l)),
+                    largest[k],
+                    &rules,
+                )?;
                 prompts += 1;
             }
         } else {
@@ -192,6 +207,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
                         };
                         SlicePrompt {
                             points: vec![[u as f32, v as f32, 1.0]],
+                            structure: named(l),
                             ..Default::default()
                         }
                     } else {
@@ -200,6 +216,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
                         };
                         SlicePrompt {
                             bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
+                            structure: named(l),
                             ..Default::default()
                         }
                     };
@@ -347,7 +364,7 @@ fn propagated(
     session: &mut Session,
     truth: &LabelVolume,
     axis: usize,
-    l: i32,
+    (l, structure): (i32, Option<usize>),
     best: (usize, usize),
     rules: &StopRules,
 ) -> Res<(Counts, Option<Walked>)> {
@@ -365,11 +382,20 @@ fn propagated(
     };
     let prompt = SlicePrompt {
         bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
+        structure,
         ..Default::default()
     };
     let seed = session.predict(sam, axis, best.0, &prompt).await_native()?;
     let pred = session
-        .propagate(sam, axis, best.0, &seed, rules, &mut |_, _| {})
+        .propagate(
+            sam,
+            axis,
+            best.0,
+            &seed,
+            prompt.structure,
+            rules,
+            &mut |_, _| {},
+        )
         .await_native()?;
     for (p, t) in pred.mask.iter().zip(&truth.data) {
         c.pred += u64::from(*p != 0);

@@ -33,6 +33,11 @@ pub struct SegmentArgs {
     pub adapter: Option<PathBuf>,
     #[arg(long, default_value = "ndarray")]
     pub backend: String,
+    /// Do not tell the model which structure a prompt is for. By default a prompt whose
+    /// `label` is one of the 16 structures' FreeSurfer values names that structure to a
+    /// model trained with structure embeddings (`train --structure-prob`).
+    #[arg(long)]
+    pub unnamed: bool,
     #[command(flatten)]
     pub focus: FocusArg,
 }
@@ -49,7 +54,10 @@ pub fn run(a: &SegmentArgs) -> Res {
     let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
     let mut session = Session::new(&loaded.volume, device)?;
     a.focus.apply(&mut session, of_model)?;
-    let prompts = file.to_canonical(loaded.volume.dims, session.orientation())?;
+    let mut prompts = file.to_canonical(loaded.volume.dims, session.orientation())?;
+    if a.unnamed {
+        prompts.iter_mut().for_each(|p| p.prompt.structure = None);
+    }
     // Same-slice prompts share one encoding: group them by slice.
     let mut by_slice: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
     for (i, p) in prompts.iter().enumerate() {
@@ -77,6 +85,7 @@ pub fn run(a: &SegmentArgs) -> Res {
                         *axis,
                         *index,
                         &mask,
+                        p.prompt.structure,
                         &StopRules::default(),
                         &mut |_, _| {},
                     )
@@ -203,6 +212,7 @@ mod tests {
             model: None, // the bundled model
             adapter: None,
             backend: "ndarray".into(),
+            unnamed: false,
             focus: FocusArg {
                 focus: "auto".into(),
                 flip_average: false,

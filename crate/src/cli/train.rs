@@ -88,6 +88,11 @@ pub struct TrainArgs {
     /// prediction's error region plus its logits as mask input (SAM's interactive training).
     #[arg(long, default_value_t = 0.25)]
     pub correction_prob: f64,
+    /// Share of slices whose prompts name the structure (its kind: thalamus, caudate, ...)
+    /// through the prompt encoder's structure embeddings, added to the model if it has none.
+    /// 0 trains SAM's prompts alone.
+    #[arg(long, default_value_t = 0.0)]
+    pub structure_prob: f64,
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
     #[arg(long, default_value_t = 100)]
@@ -232,6 +237,7 @@ pub fn run(a: &TrainArgs) -> Res {
         checkpoint_every: a.checkpoint_every,
         lora: lora.clone(),
         correction_prob: a.correction_prob,
+        structure_prob: a.structure_prob,
         data_threads: match a.data_threads {
             0 => std::thread::available_parallelism()
                 .map_or(1, |n| n.get().saturating_sub(2))

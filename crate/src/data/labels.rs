@@ -83,6 +83,21 @@ pub fn structure(id: i32) -> Option<&'static Structure> {
         .find(|s| s.id as i32 == id)
 }
 
+/// The structure kind (left and right together: 0 thalamus .. 7 ventral DC, 8 lateral
+/// ventricle) of common id `id`: the row of the model's structure embeddings.
+pub fn kind(id: i32) -> Option<usize> {
+    structure(id).map(|s| (s.id as usize - 1) / 2)
+}
+
+/// The structure kind of a FreeSurfer aseg value.
+pub fn kind_of_freesurfer(value: i32) -> Option<usize> {
+    SUBCORTICAL
+        .iter()
+        .chain(LATERAL_VENTRICLES.iter())
+        .find(|s| s.freesurfer == value)
+        .and_then(|s| kind(s.id as i32))
+}
+
 /// Label conventions of the supported datasets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Convention {
@@ -249,6 +264,32 @@ mod tests {
                 pair[1].name.trim_start_matches("Right-")
             );
         }
+    }
+
+    #[test]
+    fn a_kind_joins_left_and_right_of_one_name() {
+        let kinds: Vec<usize> = (1..=18).map(|id| kind(id).unwrap()).collect();
+        assert!(kinds
+            .iter()
+            .all(|k| *k < crate::model::prompt_encoder::STRUCTURE_KINDS));
+        for a in SUBCORTICAL.iter().chain(LATERAL_VENTRICLES.iter()) {
+            for b in SUBCORTICAL.iter().chain(LATERAL_VENTRICLES.iter()) {
+                let same =
+                    a.name.split_once('-').map(|x| x.1) == b.name.split_once('-').map(|x| x.1);
+                assert_eq!(
+                    kind(a.id as i32) == kind(b.id as i32),
+                    same,
+                    "{} {}",
+                    a.name,
+                    b.name
+                );
+            }
+            assert_eq!(kind_of_freesurfer(a.freesurfer), kind(a.id as i32));
+        }
+        assert_eq!(
+            (kind(0), kind(19), kind_of_freesurfer(2)),
+            (None, None, None)
+        );
     }
 
     #[test]

@@ -167,8 +167,15 @@ mod tests {
             &device,
         );
         let run = |s: &Sam| {
-            s.decode(s.embed(x.clone()), None, Some(boxes.clone()), None, true)
-                .0
+            s.decode(
+                s.embed(x.clone()),
+                crate::model::Prompts {
+                    boxes: Some(boxes.clone()),
+                    ..Default::default()
+                },
+                true,
+            )
+            .0
         };
         let want = run(&trained);
         let diff = |a: Tensor<4>, b: Tensor<4>| -> f32 { (a - b).abs().max().into_scalar() };

@@ -7,6 +7,7 @@ use super::build::Geometry;
 use super::common::{NamedParams, ParamRef, Visitor};
 use super::image_encoder::{resize_pos_embed, resize_rel_pos};
 use super::lora::LoraConfig;
+use super::prompt_encoder::STRUCTURE_KEY;
 use super::sam::{Sam, SamConfig};
 use crate::weights::{HostTensor, StateDict, WeightsError};
 
@@ -22,6 +23,11 @@ pub fn load_sam(
     device: &Device,
 ) -> Result<Sam, WeightsError> {
     let mut sam = config.init(device);
+    // Our structure embeddings, when the file has them (Meta's files do not).
+    let key = format!("prompt_encoder.{STRUCTURE_KEY}");
+    if let Some(&[rows, _]) = sd.shape(&key) {
+        sam.prompt_encoder.add_structures(rows, device);
+    }
     sam.visit_named("", &mut |key, p| load_param(&mut sd, key, p, device))?;
     sd.finish()?;
     Ok(sam)

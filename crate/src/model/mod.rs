@@ -19,4 +19,4 @@ pub mod transforms;
 
 pub use build::Geometry;
 pub use predictor::{PredictError, Prediction, Prompt, SamPredictor};
-pub use sam::{Sam, SamConfig};
+pub use sam::{Prompts, Sam, SamConfig};

@@ -5,7 +5,8 @@
 
 use burn::prelude::*;
 
-use super::sam::{Sam, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD};
+use super::prompt_encoder::STRUCTURE_KINDS;
+use super::sam::{Prompts, Sam, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD};
 use super::transforms::{postprocess_masks, ResizeLongestSide, TransformError};
 
 /// Why a prediction could not be made.
@@ -34,6 +35,8 @@ pub struct Prompt {
     pub mask_input: Option<Vec<f32>>,
     /// Three masks instead of one (for ambiguous single points).
     pub multimask: bool,
+    /// Which kind of structure the prompt is for (`data::labels::kind`), if the user said.
+    pub structure: Option<usize>,
 }
 
 /// Masks on the original image.
@@ -166,13 +169,18 @@ impl<'a> SamPredictor<'a> {
             .as_ref()
             .map(|m| Tensor::<4>::from_data(TensorData::new(m.clone(), [1, 1, l, l]), device));
 
-        let (logits, iou) = self.sam.decode(
-            state.embedding.clone(),
+        let structures = prompt
+            .structure
+            .map(|k| Tensor::<1, Int>::from_data(TensorData::new(vec![k as i64], [1]), device));
+        let prompts = Prompts {
             points,
             boxes,
             mask_input,
-            prompt.multimask,
-        );
+            structures,
+        };
+        let (logits, iou) = self
+            .sam
+            .decode(state.embedding.clone(), prompts, prompt.multimask);
         let num_masks = iou.dims()[1];
         let low_res_logits = read_f32(logits).await?;
         let iou = read_f32(iou).await?;
@@ -265,6 +273,11 @@ fn validate_prompt(p: &Prompt, low_res: usize) -> Result<(), PredictError> {
             return bad(format!(
                 "box ({x0}, {y0}, {x1}, {y1}) must be finite with x0 <= x1 and y0 <= y1"
             ));
+        }
+    }
+    if let Some(k) = p.structure {
+        if k >= STRUCTURE_KINDS {
+            return bad(format!("structure kind {k} is not below {STRUCTURE_KINDS}"));
         }
     }
     if let Some(m) = &p.mask_input {

@@ -12,6 +12,14 @@ use burn::tensor::Distribution;
 use super::common::{LayerNorm2d, NamedParams, ParamRef, Visitor};
 use crate::weights::WeightsError;
 
+/// Rows of the structure embedding: the eight subcortical kinds (thalamus, caudate, putamen,
+/// pallidum, hippocampus, amygdala, accumbens, ventral DC) and the lateral ventricle. Kinds,
+/// not sides: the box or point already says where, and a mirrored slice keeps its kind.
+pub const STRUCTURE_KINDS: usize = 9;
+
+/// Key of the structure embeddings under the prompt encoder's prefix.
+pub const STRUCTURE_KEY: &str = "structure_embeddings.weight";
+
 /// Point label meaning "padding, not a point" (Meta's `-1`).
 pub const LABEL_PAD: f32 = -1.0;
 pub const LABEL_NEGATIVE: f32 = 0.0;
@@ -59,6 +67,7 @@ impl PromptEncoderConfig {
             mask_ln2: LayerNorm2d::new(m, device),
             mask_conv3: Conv2dConfig::new([m, d], [1, 1]).init(device),
             no_mask_embed: embedding(),
+            structure_embeddings: None,
             image_embedding_size: self.image_embedding_size,
             input_image_size: self.input_image_size,
         }
@@ -79,6 +88,10 @@ pub struct PromptEncoder {
     pub mask_ln2: LayerNorm2d,
     pub mask_conv3: Conv2d,
     pub no_mask_embed: Param<Tensor<2>>,
+    /// Our extension, absent from Meta's checkpoints: one token per structure kind
+    /// `[STRUCTURE_KINDS, embed_dim]`, appended to the sparse prompt when the user says which
+    /// structure a prompt is for. Without it (or without a kind) the model is SAM as is.
+    pub structure_embeddings: Option<Param<Tensor<2>>>,
     pub image_embedding_size: usize,
     pub input_image_size: usize,
 }
@@ -86,6 +99,24 @@ pub struct PromptEncoder {
 impl PromptEncoder {
     fn embed_dim(&self) -> usize {
         self.no_mask_embed.dims()[1]
+    }
+
+    /// Gives the encoder fresh structure embeddings (random, as SAM's other prompt
+    /// embeddings) of `rows` kinds, unless it has some.
+    pub fn add_structures(&mut self, rows: usize, device: &Device) {
+        if self.structure_embeddings.is_none() {
+            let c = self.embed_dim();
+            self.structure_embeddings = Some(Param::from_tensor(Tensor::random(
+                [rows, c],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            )));
+        }
+    }
+
+    /// Whether prompts can name their structure.
+    pub fn knows_structures(&self) -> bool {
+        self.structure_embeddings.is_some()
     }
 
     /// Fourier features of coordinates already normalised to [0, 1]: `[.., 2]` → `[.., C]`.
@@ -128,12 +159,14 @@ impl PromptEncoder {
     ///   (1 positive, 0 negative, -1 padding)
     /// - `boxes`: `[B, 4]` (x0, y0, x1, y1)
     /// - `masks`: `[B, 1, 4E, 4E]` low-resolution logits
+    /// - `structures`: `[B]` structure kinds (ignored by a model without structure embeddings)
     /// - returns sparse `[B, N', C]` and dense `[B, C, E, E]` embeddings
     pub fn forward(
         &self,
         points: Option<(Tensor<3>, Tensor<2>)>,
         boxes: Option<Tensor<2>>,
         masks: Option<Tensor<4>>,
+        structures: Option<Tensor<1, Int>>,
         device: &Device,
     ) -> (Tensor<3>, Tensor<4>) {
         let c = self.embed_dim();
@@ -149,6 +182,10 @@ impl PromptEncoder {
         }
         if let Some(b) = boxes {
             sparse.push(self.embed_boxes(b));
+        }
+        if let (Some(table), Some(kinds)) = (&self.structure_embeddings, structures) {
+            let [b] = kinds.dims();
+            sparse.push(table.val().select(0, kinds).reshape([b, 1, c]));
         }
         let sparse = if sparse.is_empty() {
             Tensor::zeros([batch, 0, c], device)
@@ -244,6 +281,10 @@ impl NamedParams for PromptEncoder {
         f(
             &format!("{prefix}.no_mask_embed.weight"),
             ParamRef::D2(&mut self.no_mask_embed),
-        )
+        )?;
+        match &mut self.structure_embeddings {
+            Some(p) => f(&format!("{prefix}.{STRUCTURE_KEY}"), ParamRef::D2(p)),
+            None => Ok(()),
+        }
     }
 }

@@ -53,6 +53,16 @@ impl SamConfig {
     }
 }
 
+/// The prompts of a decoder call, batched `[B, ..]` (see [`PromptEncoder::forward`]).
+#[derive(Clone, Default)]
+pub struct Prompts {
+    pub points: Option<(Tensor<3>, Tensor<2>)>,
+    pub boxes: Option<Tensor<2>>,
+    pub mask_input: Option<Tensor<4>>,
+    /// Structure kinds `[B]`; used only by a model with structure embeddings.
+    pub structures: Option<Tensor<1, Int>>,
+}
+
 /// Segment Anything.
 #[derive(Module, Debug)]
 pub struct Sam {
@@ -72,19 +82,22 @@ impl Sam {
     }
 
     /// Low-resolution mask logits `[B, M, 4E, 4E]` and IoU predictions `[B, M]` for prompt
-    /// sets on an embedding `[1 or B, C, E, E]`. Coordinates are in model-input pixels.
+    /// sets on an embedding `[1 or B, C, E, E]`. Coordinates are in model-input pixels;
+    /// `structures` `[B]` names each prompt's structure kind (see [`Prompts::structures`]).
     pub fn decode(
         &self,
         embedding: Tensor<4>,
-        points: Option<(Tensor<3>, Tensor<2>)>,
-        boxes: Option<Tensor<2>>,
-        mask_input: Option<Tensor<4>>,
+        prompts: Prompts,
         multimask_output: bool,
     ) -> (Tensor<4>, Tensor<2>) {
         let device = embedding.device();
-        let (sparse, dense) = self
-            .prompt_encoder
-            .forward(points, boxes, mask_input, &device);
+        let (sparse, dense) = self.prompt_encoder.forward(
+            prompts.points,
+            prompts.boxes,
+            prompts.mask_input,
+            prompts.structures,
+            &device,
+        );
         let pe = self.prompt_encoder.dense_pe(&device);
         self.mask_decoder
             .forward(embedding, pe, sparse, dense, multimask_output)
@@ -113,5 +126,51 @@ impl NamedParams for Sam {
         self.prompt_encoder
             .visit_named(&join("prompt_encoder"), f)?;
         self.mask_decoder.visit_named(&join("mask_decoder"), f)
+    }
+}
+
+#[cfg(all(test, feature = "ndarray"))]
+mod tests {
+    use super::*;
+    use crate::model::build::Geometry;
+    use crate::model::checkpoint::state_dict;
+    use crate::model::prompt_encoder::STRUCTURE_KINDS;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn structure_tokens_are_ignored_without_embeddings_and_survive_a_save_and_load() {
+        let device = crate::backend::cpu();
+        device.seed(7);
+        let config = Geometry::tiny(16, 14).config();
+        let mut sam = config.init(&device);
+        let image = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let emb = sam.embed(image);
+        let decode = |s: &Sam, kind: Option<i64>| -> Vec<f32> {
+            let prompts = Prompts {
+                boxes: Some(Tensor::from_data(
+                    TensorData::new(vec![10.0f32, 12.0, 40.0, 50.0], [1, 4]),
+                    &device,
+                )),
+                structures: kind.map(|k| Tensor::from_data(TensorData::new(vec![k], [1]), &device)),
+                ..Default::default()
+            };
+            let (logits, _) = s.decode(emb.clone(), prompts, false);
+            logits.into_data().try_to_vec().unwrap()
+        };
+        // SAM as Meta made it: a kind changes nothing.
+        assert_eq!(decode(&sam, Some(3)), decode(&sam, None));
+
+        sam.prompt_encoder.add_structures(STRUCTURE_KINDS, &device);
+        let named = decode(&sam, Some(3));
+        assert_ne!(named, decode(&sam, None), "the structure token is not used");
+        assert_ne!(named, decode(&sam, Some(4)), "kinds are not told apart");
+
+        let sd = pollster::block_on(state_dict(&sam)).unwrap();
+        let key = "prompt_encoder.structure_embeddings.weight";
+        let c = sam.prompt_encoder.no_mask_embed.dims()[1];
+        assert_eq!(sd.shape(key), Some(&[STRUCTURE_KINDS, c][..]));
+        let loaded = config.load(sd, &device).unwrap();
+        assert!(loaded.prompt_encoder.knows_structures());
+        assert_eq!(decode(&loaded, Some(3)), named);
     }
 }

@@ -323,6 +323,7 @@ impl Session {
                 ]
             }),
             mask_input: None,
+            structure: prompt.structure,
         };
         let (mut logits, mut iou, input) = self
             .decode_window(sam, axis, index, window, &local, false)
@@ -340,6 +341,7 @@ impl Session {
                     .bbox
                     .map(|[u0, v0, u1, v1]| [last - u1, v0, last - u0, v1]),
                 mask_input: None,
+                structure: local.structure,
             };
             let (m, m_iou, _) = self
                 .decode_window(sam, axis, index, window, &mirror, true)
@@ -427,6 +429,7 @@ impl Session {
             bbox: prompt.bbox,
             mask_input: prompt.mask_input.clone(),
             multimask: false,
+            structure: prompt.structure,
         };
         Ok((predictor.predict(&p).await?, e.input))
     }
@@ -790,9 +793,16 @@ mod tests {
         ))
         .unwrap();
         assert_eq!((ok.rows, ok.cols), (s.dims()[1], s.dims()[0]));
-        let vol =
-            pollster::block_on(s.propagate(&sam, 2, 1, &ok, &StopRules::default(), &mut |_, _| {}))
-                .unwrap();
+        let vol = pollster::block_on(s.propagate(
+            &sam,
+            2,
+            1,
+            &ok,
+            None,
+            &StopRules::default(),
+            &mut |_, _| {},
+        ))
+        .unwrap();
         assert_eq!(vol.mask.len(), s.dims().iter().product::<usize>());
         // Each direction ends on a slice it kept, at or beyond the seed's.
         assert!(

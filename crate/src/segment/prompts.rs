@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::SegmentError;
+use crate::data::labels::kind_of_freesurfer;
 use crate::data::slicing;
 use crate::data::Orientation;
 
@@ -15,6 +16,8 @@ pub struct SlicePrompt {
     pub bbox: Option<[f32; 4]>,
     /// Low-resolution logits of an earlier prediction on this slice.
     pub mask_input: Option<Vec<f32>>,
+    /// The structure's kind (`data::labels::kind`), when known.
+    pub structure: Option<usize>,
 }
 
 impl SlicePrompt {
@@ -221,7 +224,10 @@ impl FilePrompt {
             let (_, u, v) = slicing::voxel_to_slice(axis, c).map_err(|e| e.to_string())?;
             Ok((u as f32, v as f32))
         };
-        let mut prompt = SlicePrompt::default();
+        let mut prompt = SlicePrompt {
+            structure: kind_of_freesurfer(self.label),
+            ..Default::default()
+        };
         if let Some([u0, v0, u1, v1]) = self.bbox {
             if u1 < u0 || v1 < v0 {
                 return Err(format!(
@@ -290,6 +296,11 @@ mod tests {
         let c = f.to_canonical(dims, &o).unwrap();
         // `propagate` is optional and carried over.
         assert_eq!((c[0].propagate, c[1].propagate), (false, true));
+        // FreeSurfer 10 and 49 are the left and right thalamus: kind 0 both.
+        assert_eq!(
+            (c[0].prompt.structure, c[1].prompt.structure),
+            (Some(0), Some(0))
+        );
         // Axial slice z=3 stays axial; stored (s0, s1) = (y', x) with y = 5 - s0.
         assert_eq!((c[0].axis, c[0].index), (2, 3));
         let cd = o.canonical_dims();

@@ -226,14 +226,16 @@ impl Tissue {
 
 impl Session {
     /// Propagates `seed` (the mask on slice `index` along `axis`) in both directions,
-    /// stopping each way by `rules`.
-    /// `progress(done, total)` is called per slice.
+    /// stopping each way by `rules`; each slice's box prompt names `structure` (a kind), if
+    /// given. `progress(done, total)` is called per slice.
+    #[allow(clippy::too_many_arguments)] // one walk's distinct inputs; a struct would only rename them
     pub async fn propagate(
         &mut self,
         sam: &Sam,
         axis: usize,
         index: usize,
         seed: &SliceMask,
+        structure: Option<usize>,
         rules: &StopRules,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Propagation, SegmentError> {
@@ -281,6 +283,7 @@ impl Session {
                 ];
                 let prompt = SlicePrompt {
                     bbox: Some(b),
+                    structure,
                     ..Default::default()
                 };
                 let mask = self.predict(sam, axis, i as usize, &prompt).await?;

@@ -4,15 +4,18 @@ use burn::prelude::*;
 
 use super::sampler::{low_res_target, SliceSample};
 use super::Batch;
+use crate::data::labels::kind;
 use crate::model::predictor::{preprocess_image, PredictError};
 use crate::model::transforms::ResizeLongestSide;
 
-/// Builds the batch of one slice for a model of input side `s` and logit side `l`.
+/// Builds the batch of one slice for a model of input side `s` and logit side `l`; `named`:
+/// the prompts say their structure's kind.
 pub fn to_batch(
     sample: &SliceSample,
     s: usize,
     l: usize,
     correction: Option<u64>,
+    named: bool,
     device: &Device,
 ) -> Result<Batch, PredictError> {
     let (rows, cols) = (sample.image.rows, sample.image.cols);
@@ -48,11 +51,65 @@ pub fn to_batch(
             Tensor::<2>::from_data(TensorData::new(labels, [k, p]), device),
         )
     });
+    let structures = named
+        .then(|| {
+            let kinds = sample
+                .targets
+                .iter()
+                .map(|(id, _)| kind(*id).map(|k| k as i64))
+                .collect::<Option<Vec<_>>>()?;
+            Some(Tensor::<1, Int>::from_data(
+                TensorData::new(kinds, [k]),
+                device,
+            ))
+        })
+        .flatten();
     Ok(Batch {
         images,
         boxes,
         points,
         targets,
         correction,
+        structures,
     })
+}
+
+#[cfg(all(test, feature = "ndarray"))]
+mod tests {
+    use super::*;
+    use crate::data::slicing::Plane;
+
+    #[test]
+    fn named_prompts_carry_the_kind_of_each_target() {
+        let (rows, cols) = (20, 30);
+        let mask = |u0: usize| -> Vec<u8> {
+            (0..rows * cols)
+                .map(|i| u8::from(i % cols >= u0 && i % cols < u0 + 4 && i / cols > 5))
+                .collect()
+        };
+        let mut sample = SliceSample {
+            image: Plane {
+                rows,
+                cols,
+                data: vec![100; rows * cols],
+            },
+            // Left caudate (common id 3) and right accumbens (14).
+            targets: vec![(3, mask(2)), (14, mask(20))],
+            boxes: vec![[2.0, 6.0, 5.0, 19.0], [20.0, 6.0, 23.0, 19.0]],
+            points: Vec::new(),
+        };
+        let device = crate::backend::cpu();
+        let kinds = |b: Batch| {
+            b.structures
+                .map(|t| t.into_data().try_to_vec::<i64>().unwrap())
+        };
+        let named = to_batch(&sample, 64, 16, None, true, &device).unwrap();
+        assert_eq!(kinds(named), Some(vec![1, 6]));
+        let plain = to_batch(&sample, 64, 16, None, false, &device).unwrap();
+        assert_eq!(kinds(plain), None);
+        // A label outside the common set names nothing rather than a wrong kind.
+        sample.targets[1].0 = 99;
+        let odd = to_batch(&sample, 64, 16, None, true, &device).unwrap();
+        assert_eq!(kinds(odd), None);
+    }
 }

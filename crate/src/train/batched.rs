@@ -19,11 +19,11 @@ pub(super) fn slices_loss(
     batches: &[Batch],
     w: LossWeights,
 ) -> Option<(Tensor<1>, Tensor<1>)> {
-    let mut groups: BTreeMap<(Option<usize>, bool), Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Option<usize>, bool, bool), Vec<usize>> = BTreeMap::new();
     for (i, b) in batches.iter().enumerate() {
         let points = b.points.as_ref().map(|(c, _)| c.dims()[1]);
         groups
-            .entry((points, b.boxes.is_some()))
+            .entry((points, b.boxes.is_some(), b.structures.is_some()))
             .or_default()
             .push(i);
     }
@@ -43,6 +43,7 @@ struct Prompts {
     embeddings: Tensor<4>,
     points: Option<(Tensor<3>, Tensor<2>)>,
     boxes: Option<Tensor<2>>,
+    structures: Option<Tensor<1, Int>>,
     targets: Tensor<4>,
 }
 
@@ -80,10 +81,21 @@ impl Prompts {
             Some(_) => Some(all(&|b: &Batch| b.boxes.clone())?),
             None => None,
         };
+        let structures = match batches.first()?.structures {
+            Some(_) => Some(Tensor::cat(
+                batches
+                    .iter()
+                    .map(|b| b.structures.clone())
+                    .collect::<Option<Vec<_>>>()?,
+                0,
+            )),
+            None => None,
+        };
         Some(Prompts {
             embeddings: embeddings.clone().select(0, index),
             points,
             boxes,
+            structures,
             targets: Tensor::cat(batches.iter().map(|b| b.targets.clone()).collect(), 0),
         })
     }
@@ -99,6 +111,7 @@ impl Prompts {
                 .clone()
                 .map(|(c, l)| (c.select(0, i.clone()), l.select(0, i.clone()))),
             boxes: self.boxes.clone().map(|b| b.select(0, i.clone())),
+            structures: self.structures.clone().map(|s| s.select(0, i.clone())),
             targets: self.targets.clone().select(0, i),
         }
     }
@@ -110,13 +123,13 @@ impl Prompts {
         mask_input: Option<Tensor<4>>,
         w: LossWeights,
     ) -> (Tensor<1>, Tensor<1>, Tensor<4>) {
-        let (logits, iou) = sam.decode(
-            self.embeddings.clone(),
-            self.points.clone(),
-            self.boxes.clone(),
+        let prompts = crate::model::Prompts {
+            points: self.points.clone(),
+            boxes: self.boxes.clone(),
             mask_input,
-            false,
-        );
+            structures: self.structures.clone(),
+        };
+        let (logits, iou) = sam.decode(self.embeddings.clone(), prompts, false);
         let mask = loss::dice_bce_each(logits.clone(), self.targets.clone(), w.dice);
         let total =
             mask.clone() + loss::iou_mse_each(logits.clone(), iou, self.targets.clone()) * w.iou;

@@ -15,7 +15,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
 use crate::model::lora::LoraConfig;
-use crate::model::Sam;
+use crate::model::{Prompts, Sam};
 
 /// Why training could not run or continue.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,8 @@ pub struct Batch {
     /// A second, corrective round (as SAM was trained): one more point from the first
     /// prediction's error region, with its logits as mask input. The seed draws the point.
     pub correction: Option<u64>,
+    /// Structure kinds `[K]` when the prompts name them.
+    pub structures: Option<Tensor<1, Int>>,
 }
 
 /// Loss weights of the recipe.
@@ -99,13 +101,13 @@ fn decode_loss(
     w: LossWeights,
 ) -> (Tensor<1>, Tensor<1>) {
     let round = |points: Option<(Tensor<3>, Tensor<2>)>, mask_input: Option<Tensor<4>>| {
-        let (logits, iou) = sam.decode(
-            embedding.clone(),
+        let prompts = Prompts {
             points,
-            batch.boxes.clone(),
+            boxes: batch.boxes.clone(),
             mask_input,
-            false,
-        );
+            structures: batch.structures.clone(),
+        };
+        let (logits, iou) = sam.decode(embedding.clone(), prompts, false);
         let mask = loss::dice_bce(logits.clone(), batch.targets.clone(), w.dice);
         let total =
             mask.clone() + loss::iou_mse(logits.clone(), iou, batch.targets.clone()) * w.iou;
@@ -239,6 +241,7 @@ pub fn step(
 mod tests {
     use super::*;
     use crate::model::checkpoint::{lora_state_dict, state_dict};
+    use crate::model::prompt_encoder::STRUCTURE_KINDS;
     use crate::model::Geometry;
     use burn::optim::AdamWConfig;
     use burn::tensor::Distribution;
@@ -264,6 +267,7 @@ mod tests {
             points: None,
             targets: Tensor::from_data(TensorData::new(target, [1, 1, 16, 16]), &device),
             correction: Some(9),
+            structures: None,
         };
         (sam, batch, device)
     }
@@ -329,7 +333,8 @@ mod tests {
     #[test]
     fn a_step_over_several_slices_equals_accumulated_single_slice_gradients() {
         use burn::optim::{GradientsAccumulator, SgdConfig};
-        let (sam, first, device) = setup();
+        let (mut sam, first, device) = setup();
+        sam.prompt_encoder.add_structures(STRUCTURE_KINDS, &device);
         let image2 = Tensor::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
         let second = Batch {
             images: image2,
@@ -349,6 +354,7 @@ mod tests {
             )),
             targets: Tensor::random([2, 1, 16, 16], Distribution::Bernoulli(0.3), &device),
             correction: None,
+            structures: None,
         };
         // Four slices in two decoder groups (boxes; two points each), one corrected slice
         // in each group, so the batched decoder, its per-slice weights and the batched
@@ -365,6 +371,7 @@ mod tests {
             )),
             targets: Tensor::random([1, 1, 16, 16], Distribution::Bernoulli(0.4), &device),
             correction: Some(5),
+            structures: None,
         };
         let fourth = Batch {
             images: Tensor::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
@@ -378,8 +385,20 @@ mod tests {
             points: None,
             targets: Tensor::random([2, 1, 16, 16], Distribution::Bernoulli(0.2), &device),
             correction: None,
+            structures: None,
         };
-        let batches = [first, second, third, fourth];
+        // The same boxes naming their structures (kinds 2 and 5), corrected: a third
+        // decoder group, whose corrective round selects the kinds with its rows.
+        let fifth = Batch {
+            images: Tensor::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
+            correction: Some(11),
+            structures: Some(Tensor::from_data(
+                TensorData::new(vec![2i64, 5], [2]),
+                &device,
+            )),
+            ..fourth.clone()
+        };
+        let batches = [first, second, third, fourth, fifth];
         let w = LossWeights::default();
         let mut optim = SgdConfig::new().init();
         let (batched, _) = step(sam.clone(), &mut optim, &batches, 0.1, w);
@@ -422,6 +441,14 @@ mod tests {
             moved > 1e-4,
             "the step moved nothing: the comparison is vacuous"
         );
+        // Only the named kinds' rows of the structure embeddings learn.
+        let key = "prompt_encoder.structure_embeddings.weight";
+        let (b0, b1) = (&before.get(key).unwrap().data, &x.get(key).unwrap().data);
+        let c = b0.len() / STRUCTURE_KINDS;
+        for k in 0..STRUCTURE_KINDS {
+            let changed = b0[k * c..(k + 1) * c] != b1[k * c..(k + 1) * c];
+            assert_eq!(changed, k == 2 || k == 5, "structure row {k}");
+        }
     }
 
     #[test]
@@ -497,6 +524,7 @@ mod wgpu_tests {
                     &device,
                 ),
                 correction: None,
+                structures: None,
             };
             let mut optim = AdamWConfig::new().init();
             let (sam, loss) = step(sam, &mut optim, &[batch], 1e-3, LossWeights::default());

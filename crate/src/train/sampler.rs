@@ -328,6 +328,7 @@ fn focus(s: SliceSample, cfg: &SamplerConfig, rng: &mut Rng) -> Option<SliceSamp
         points: s.points.first().map(real).unwrap_or_default(),
         bbox: s.boxes.first().copied(),
         mask_input: None,
+        structure: None,
     };
     let (rows, cols) = (s.image.rows, s.image.cols);
     let [r0, c0, side] = f.window(&first, rows, cols).ok()?;

@@ -20,6 +20,7 @@ use crate::data::slicing::Normalizer;
 use crate::data::synth::{synthesize, Contrast, SynthConfig};
 use crate::data::{LabelVolume, Volume};
 use crate::model::lora::LoraConfig;
+use crate::model::prompt_encoder::STRUCTURE_KINDS;
 use crate::model::{Geometry, Sam};
 
 /// The recipe; saved next to the results.
@@ -53,6 +54,11 @@ pub struct TrainConfig {
     /// than one thread synthesises volumes. Data do not depend on it.
     #[serde(default)]
     pub data_threads: usize,
+    /// Share of slices whose prompts name their structure's kind (a token of the prompt
+    /// encoder's structure embeddings, added to the model when this is positive); the others
+    /// are prompted without it, so the model works both ways.
+    #[serde(default)]
+    pub structure_prob: f64,
 }
 
 /// A training volume: a FreeSurfer label map to synthesise images from (every label kept:
@@ -166,6 +172,10 @@ pub fn train(
         }
         (sam, optim, state.step)
     } else {
+        let mut sam = sam;
+        if cfg.structure_prob > 0.0 {
+            sam.prompt_encoder.add_structures(STRUCTURE_KINDS, device);
+        }
         let sam = match &cfg.lora {
             // A model that already carries adapters (frozen encoder) continues with them.
             Some(_) if sam.image_encoder.has_lora() => sam,
@@ -231,7 +241,10 @@ pub fn train(
             });
             if let Some(sample) = sample {
                 let correction = (rng.uniform() < cfg.correction_prob).then(|| rng.next_u64());
-                batches.push(to_batch(&sample, s, l, correction, device)?);
+                // Its own stream, so that runs without it draw the same data as before.
+                let named =
+                    Rng::new(mix(cfg.seed ^ 0x57c7, g as u64)).uniform() < cfg.structure_prob;
+                batches.push(to_batch(&sample, s, l, correction, named, device)?);
             }
         }
         if batches.is_empty() {
@@ -306,6 +319,7 @@ mod tests {
             lora,
             correction_prob: 0.5,
             data_threads: 2,
+            structure_prob: 0.0,
         }
     }
 

@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{bytes, err, floats, now_ms, object, to_js};
 use super::labels::{reference_to_common, ExportConvention};
+use crate::data::labels::kind;
 use crate::data::orient::axcodes;
 use crate::data::slicing::plane_axes;
 use crate::data::volume::{label_out_type, read_image, read_labels, write_labels};
@@ -181,7 +182,8 @@ impl Engine {
 
     /// Mask for a prompt on slice (`axis`, `index`): `points` flat `[u, v, label]*`
     /// (label 1 inside, 0 outside), `bbox` `[u0, v0, u1, v1]` inclusive, `mask_input` the
-    /// `logits` of an earlier prediction on the same slice. Returns
+    /// `logits` of an earlier prediction on the same slice, `structure` the common id
+    /// (1..=16) the prompt is for, if any (told to a model with structure embeddings). Returns
     /// `{mask: Uint8Array (rows×cols, 1 inside), rows, cols, iou, logits: Float32Array}`.
     pub async fn predict(
         &self,
@@ -190,8 +192,10 @@ impl Engine {
         points: Vec<f32>,
         bbox: Option<Vec<f32>>,
         mask_input: Option<Vec<f32>>,
+        structure: Option<i32>,
     ) -> Result<JsValue, JsError> {
-        let prompt = slice_prompt(&points, bbox.as_deref(), mask_input)?;
+        let mut prompt = slice_prompt(&points, bbox.as_deref(), mask_input)?;
+        prompt.structure = structure.and_then(kind);
         let (model, mut session) = self.take_both()?;
         let flip_average = session.flip_average();
         let r = session.predict(&model.sam, axis, index, &prompt).await;
@@ -217,16 +221,27 @@ impl Engine {
     /// volume slice by slice. `progress(done, total)` is called after each slice. Returns
     /// `{mask: Uint8Array (3-D, canonical order, x fastest, 1 inside), ends: [{last, reason,
     /// why}, …]}`: for increasing then decreasing slice index, the last slice kept and why
-    /// the walk stopped there (`reason` a code, `why` a phrase for people).
+    /// the walk stopped there (`reason` a code, `why` a phrase for people). `structure` as
+    /// for `predict`.
     pub async fn propagate(
         &self,
         axis: usize,
         index: usize,
         seed: Vec<u8>,
         progress: js_sys::Function,
+        structure: Option<i32>,
     ) -> Result<JsValue, JsError> {
         let (model, mut session) = self.take_both()?;
-        let r = propagate(&mut session, &model.sam, axis, index, seed, &progress).await;
+        let named = structure.and_then(kind);
+        let r = propagate(
+            &mut session,
+            &model.sam,
+            axis,
+            index,
+            (seed, named),
+            &progress,
+        )
+        .await;
         self.put_both(model, session);
         let r = r?;
         let ends = js_sys::Array::new();
@@ -402,6 +417,7 @@ fn slice_prompt(
         bbox,
         // A focused model's predictions carry no logits: nothing to refine from.
         mask_input: mask_input.filter(|m| !m.is_empty()),
+        structure: None,
     })
 }
 
@@ -451,6 +467,8 @@ async fn warm_up(sam: &Sam, device: &Device) -> Result<(Vec<f64>, Vec<f64>), JsE
         (vec![point(0)], bbox),
         (vec![point(0), point(1)], None),
     ]);
+    // The page names the structure (one more prompt token) to a model that knows them.
+    let structure = sam.prompt_encoder.knows_structures().then_some(0);
     let last = prompts.len() - 1;
     let mut logits = None;
     for (i, (points, bbox)) in prompts.into_iter().enumerate() {
@@ -458,6 +476,7 @@ async fn warm_up(sam: &Sam, device: &Device) -> Result<(Vec<f64>, Vec<f64>), JsE
             points,
             bbox,
             mask_input: if i == last { logits.take() } else { None },
+            structure,
         };
         let t = now_ms();
         let m = s
@@ -475,7 +494,7 @@ async fn propagate(
     sam: &Sam,
     axis: usize,
     index: usize,
-    seed: Vec<u8>,
+    (seed, structure): (Vec<u8>, Option<usize>),
     progress: &js_sys::Function,
 ) -> Result<Propagation, JsError> {
     let (ua, va) = plane_axes(axis).map_err(|e| err("3D", e))?;
@@ -503,6 +522,7 @@ async fn propagate(
             axis,
             index,
             &seed,
+            structure,
             &crate::segment::StopRules::default(),
             &mut report,
         )

@@ -7,7 +7,7 @@ use super::build::Geometry;
 use super::common::{NamedParams, ParamRef, Visitor};
 use super::image_encoder::{resize_pos_embed, resize_rel_pos};
 use super::lora::LoraConfig;
-use super::prompt_encoder::STRUCTURE_KEY;
+use super::prompt_encoder::{STRUCTURE_KEY, STRUCTURE_KINDS};
 use super::sam::{Sam, SamConfig};
 use crate::weights::{HostTensor, StateDict, WeightsError};
 
@@ -25,8 +25,15 @@ pub fn load_sam(
     let mut sam = config.init(device);
     // Our structure embeddings, when the file has them (Meta's files do not).
     let key = format!("prompt_encoder.{STRUCTURE_KEY}");
-    if let Some(&[rows, _]) = sd.shape(&key) {
-        sam.prompt_encoder.add_structures(rows, device);
+    match sd.shape(&key) {
+        None => {}
+        // Kinds index the rows: a table of another size would index past its end.
+        Some(&[STRUCTURE_KINDS, _]) => sam.prompt_encoder.add_structures(STRUCTURE_KINDS, device),
+        Some(other) => {
+            return Err(WeightsError::NotSam(format!(
+                "`{key}` has shape {other:?}, expected [{STRUCTURE_KINDS}, embed_dim]"
+            )))
+        }
     }
     sam.visit_named("", &mut |key, p| load_param(&mut sd, key, p, device))?;
     sd.finish()?;

@@ -172,5 +172,17 @@ mod tests {
         let loaded = config.load(sd, &device).unwrap();
         assert!(loaded.prompt_encoder.knows_structures());
         assert_eq!(decode(&loaded, Some(3)), named);
+
+        // A table of another row count is refused, not indexed past its end.
+        let mut sd = pollster::block_on(state_dict(&sam)).unwrap();
+        sd.insert(
+            key,
+            crate::weights::HostTensor::new(vec![4, c], vec![0.0; 4 * c]),
+        );
+        let err = config
+            .load(sd, &device)
+            .err()
+            .expect("a 4-row table loaded");
+        assert!(err.to_string().contains("structure_embeddings"), "{err}");
     }
 }

@@ -179,10 +179,9 @@ mod tests {
             key,
             crate::weights::HostTensor::new(vec![4, c], vec![0.0; 4 * c]),
         );
-        let err = config
-            .load(sd, &device)
-            .err()
-            .expect("a 4-row table loaded");
+        let Err(err) = config.load(sd, &device) else {
+            panic!("a 4-row table loaded");
+        };
         assert!(err.to_string().contains("structure_embeddings"), "{err}");
     }
 }

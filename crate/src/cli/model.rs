@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use brainsam::backend;
 use brainsam::model::checkpoint::{load_sam, state_dict};
+use brainsam::model::grow::insert_encoder_blocks;
 use brainsam::model::{Geometry, Sam};
 use brainsam::segment::Focus;
 use brainsam::weights::{write_safetensors, StateDict};
@@ -37,6 +38,14 @@ pub struct ConvertArgs {
     /// one model with different seeds ("model soup"); repeatable.
     #[arg(long)]
     pub average: Vec<PathBuf>,
+    /// Deepen the image encoder: insert new windowed-attention blocks at these positions of
+    /// the grown block list (e.g. 2,5 turns depth 4 into 6). Each starts as an identity
+    /// (zeroed output projections), so the model computes what it did; train it with `--full`.
+    #[arg(long, value_delimiter = ',')]
+    pub insert_blocks: Vec<usize>,
+    /// Seed of the new blocks' other weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -125,7 +134,7 @@ pub fn info(a: &InfoArgs) -> Res {
 }
 
 pub fn convert(a: &ConvertArgs) -> Res {
-    let (mut sd, g, _) = load(&a.input)?;
+    let (mut sd, mut g, _) = load(&a.input)?;
     if !a.average.is_empty() {
         let mut dicts = vec![sd];
         for p in &a.average {
@@ -142,6 +151,18 @@ pub fn convert(a: &ConvertArgs) -> Res {
         }
         sd = StateDict::average(&dicts)?;
         println!("averaged {} checkpoints", dicts.len());
+    }
+    if !a.insert_blocks.is_empty() {
+        let device = backend::cpu();
+        device.seed(a.seed);
+        let (grown_sd, grown) = insert_encoder_blocks(&sd, &g, &a.insert_blocks, &device)?;
+        // The grown file must load as the grown geometry before it is written.
+        load_sam(&grown.config(), grown_sd.clone(), &device)?;
+        println!(
+            "image encoder: depth {} -> {}, global blocks {:?} -> {:?}",
+            g.depth, grown.depth, g.global_attn_indexes, grown.global_attn_indexes
+        );
+        (sd, g) = (grown_sd, grown);
     }
     let mut meta = metadata(&g);
     let focus = match &a.focus {

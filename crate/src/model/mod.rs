@@ -8,6 +8,8 @@ pub mod adapter;
 pub mod build;
 pub mod checkpoint;
 pub mod common;
+#[cfg(not(target_family = "wasm"))]
+pub mod grow;
 pub mod image_encoder;
 pub mod lora;
 pub mod mask_decoder;

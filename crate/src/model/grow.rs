@@ -115,13 +115,19 @@ mod tests {
         }
     }
 
+    /// A random small model, its state dict and geometry.
+    fn model(device: &Device, seed: u64) -> (crate::model::Sam, StateDict, Geometry) {
+        device.seed(seed);
+        let g = small();
+        let sam = g.config().init(device);
+        let sd = pollster::block_on(state_dict(&sam)).expect("state dict");
+        (sam, sd, g)
+    }
+
     #[test]
     fn grown_encoder_computes_the_same_embedding() {
         let device = backend::cpu();
-        device.seed(3);
-        let g = small();
-        let sam = g.config().init(&device);
-        let sd = pollster::block_on(state_dict(&sam)).expect("state dict");
+        let (sam, sd, g) = model(&device, 3);
         let (grown_sd, grown) = insert_encoder_blocks(&sd, &g, &[1, 3], &device).expect("grow");
         assert_eq!(grown.depth, 4);
         // Old blocks 0 and 1 (global) are now 0 and 2.
@@ -143,10 +149,7 @@ mod tests {
         // Guards the test above: a fresh block without its zeroed projections does change
         // the embedding, so equality there comes from the zeroing.
         let device = backend::cpu();
-        device.seed(4);
-        let g = small();
-        let sam = g.config().init(&device);
-        let sd = pollster::block_on(state_dict(&sam)).expect("state dict");
+        let (sam, sd, g) = model(&device, 4);
         let (mut grown_sd, grown) = insert_encoder_blocks(&sd, &g, &[2], &device).expect("grow");
         let w = grown_sd
             .get("image_encoder.blocks.2.mlp.lin2.weight")
@@ -167,8 +170,7 @@ mod tests {
     #[test]
     fn rejects_positions_beyond_the_grown_depth() {
         let device = backend::cpu();
-        let g = small();
-        let sd = pollster::block_on(state_dict(&g.config().init(&device))).expect("state dict");
+        let (_, sd, g) = model(&device, 5);
         assert!(insert_encoder_blocks(&sd, &g, &[5], &device).is_err());
         assert!(insert_encoder_blocks(&sd, &g, &[1, 1], &device).is_err());
     }

@@ -3,14 +3,15 @@
 # in the trained contrasts (t1, t2) and in unseen ones (pd, flair), one point per slice in t1;
 # `contrast:prompt:flip` runs also average each window with its mirror (--flip-average);
 # `contrast:prompt:unnamed` ones do not tell the model which structure a prompt is for.
-# Writes weights/eval/<contrast>_<prompt>.txt; scripts/bundle_model.py puts them in the manifest.
+# Writes $EVAL_OUT/<contrast>_<prompt>.txt (default target/eval; the shipped model's are in
+# experiments/stage10/eval/); scripts/bundle_model.py puts them in the manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BRAINSAM_BIN:-target/release/brainsam}"
 DATA="${BRAINSAM_DATA:-../shared/data}/label_maps"
 SUBJECTS="${HELD_OUT:-subject_13,subject_14,subject_15}"
 MODEL="${MODEL:-weights/brainsam-default.safetensors}"
-OUT="${EVAL_OUT:-weights/eval}"
+OUT="${EVAL_OUT:-target/eval}"
 mkdir -p "$OUT"
 for spec in ${RUNS:-t1:box t2:box pd:box flair:box t1:point t1:box:flip pd:box:flip t1:point:flip}; do
   IFS=: read -r c p mode <<<"$spec"

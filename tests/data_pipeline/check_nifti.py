@@ -3,7 +3,8 @@
 
 Usage: check_nifti.py FILE [--values]
 
-Keys: shape, dtype, affine (img.affine), qform_affine, sform_code, qform_code, intent_code,
+Keys: shape, dtype, affine (img.affine), qform_affine, canonical_affine (of
+nib.as_closest_canonical), sform_code, qform_code, intent_code,
 sum, min, max, p0_5 / p99_5 (numpy percentiles of the first volume), labels ({value: count} for integer data) and, with --values, every voxel of the
 first 3-D volume in Fortran (x fastest) order.
 Requires: numpy, nibabel.
@@ -24,6 +25,7 @@ def main(path, with_values):
         "dtype": str(hdr.get_data_dtype()),
         "affine": img.affine.tolist(),
         "qform_affine": img.get_qform().tolist(),
+        "canonical_affine": nib.as_closest_canonical(img).affine.tolist(),
         "sform_code": int(hdr["sform_code"]),
         "qform_code": int(hdr["qform_code"]),
         "intent_code": int(hdr["intent_code"]),

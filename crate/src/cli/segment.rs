@@ -133,17 +133,17 @@ mod tests {
     use brainsam::data::LabelVolume;
     use brainsam::segment::bbox;
 
-    /// Shared data: `BRAINSAM_DATA` or `../shared/data` beside the repository.
+    /// A label map, looked up in the order of the library's `data/testutil.rs`:
+    /// `BRAINSAM_DATA`, else `../shared/data` beside the repository, else the committed
+    /// subset `tests/data` (which holds subject_13 cropped).
     fn label_map(subject: &str) -> PathBuf {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let dir = std::env::var_os("BRAINSAM_DATA")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+            .or_else(|| Some(repo.join("../shared/data")).filter(|d| d.join("label_maps").is_dir()))
+            .unwrap_or_else(|| repo.join("tests/data"));
         let p = dir.join(format!("label_maps/{subject}.nii.gz"));
-        assert!(
-            p.is_file(),
-            "shared data not found: {} (set BRAINSAM_DATA)",
-            p.display()
-        );
+        assert!(p.is_file(), "label map not found: {}", p.display());
         p
     }
 

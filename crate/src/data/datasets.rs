@@ -346,8 +346,17 @@ mod tests {
     #[test]
     fn shared_label_maps_are_discovered() {
         let pairs = discover(Dataset::SharedLabelMaps, &data_dir()).unwrap();
-        assert_eq!(pairs.len(), 15);
-        assert_eq!(pairs[0].id, "subject_01");
+        let ids: Vec<&str> = pairs.iter().map(|p| p.id.as_str()).collect();
+        if full_set() {
+            let want: Vec<String> = (1..=15).map(|i| format!("subject_{i:02}")).collect();
+            assert_eq!(ids, want);
+        } else {
+            // The committed subset; its licence and label list beside the maps are not subjects.
+            assert_eq!(ids, ["subject_01", "subject_02", "subject_13"]);
+        }
+        assert!(pairs.iter().all(|p| p.image.is_none()
+            && p.convention == Convention::FreeSurfer
+            && p.labels.is_file()));
     }
 
     #[test]

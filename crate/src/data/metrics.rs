@@ -429,7 +429,9 @@ mod tests {
         use crate::data::labels::{to_common, Convention, SUBCORTICAL};
         use crate::data::synth::{synthesize, SynthConfig};
         use crate::data::volume::{read_labels, write_file, write_labels, OutType};
-        let truth = read_labels(&read_bytes(&label_map_path(4))).unwrap().volume;
+        let truth = read_labels(&read_bytes(&label_map_path(13)))
+            .unwrap()
+            .volume;
         let truth = to_common(&truth, Convention::FreeSurfer, false);
         // A plausible imperfect "prediction": the truth under a small random deformation.
         let mut cfg = SynthConfig::preset(crate::data::synth::Contrast::T1).without_deformation();

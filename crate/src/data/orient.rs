@@ -278,17 +278,22 @@ mod tests {
 
     #[test]
     fn canonical_affine_matches_nibabel_as_closest_canonical_on_a_real_label_map() {
-        // nibabel: as_closest_canonical(LIA 256³ conformed) has affine diag(1,1,1) with origin
-        // (-127, -128, -128) for the shared maps' header (x flipped: 128 - 255 = -127).
-        let p = label_map_path(1);
-        let v = read_labels(&read_bytes(&p)).unwrap().volume;
-        let (c, _) = to_canonical(&v).unwrap();
-        let expect = [
-            [1.0, 0.0, 0.0, -127.0],
-            [0.0, 1.0, 0.0, -128.0],
-            [0.0, 0.0, 1.0, -127.0],
-            [0.0, 0.0, 0.0, 1.0],
-        ];
-        assert_affine_close(&c.affine, &expect, 1e-4);
+        // The maps are LIA (i to the left, j down, k forward): RAS flips i and j and swaps
+        // j and k, so the canonical affine is diag(1, 1, 1) with a new origin, as nibabel's
+        // as_closest_canonical computes it.
+        for subject in [1, 2] {
+            let p = label_map_path(subject);
+            let v = read_labels(&read_bytes(&p)).unwrap().volume;
+            assert_eq!(axcodes(&v.affine), "LIA");
+            let (c, _) = to_canonical(&v).unwrap();
+            let want = python_json("check_nifti.py", &[p.to_str().unwrap()]);
+            let expect = json_affine(&want["canonical_affine"]);
+            for (i, row) in expect.iter().take(3).enumerate() {
+                for (j, x) in row.iter().take(3).enumerate() {
+                    assert_eq!(*x, if i == j { 1.0 } else { 0.0 }, "nibabel: not diagonal");
+                }
+            }
+            assert_affine_close(&c.affine, &expect, 1e-4);
+        }
     }
 }

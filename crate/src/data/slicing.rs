@@ -346,8 +346,8 @@ mod tests {
     #[test]
     fn robust_limits_of_real_t1_volumes_match_numpy_percentiles() {
         use crate::data::testutil::*;
-        for f in ["mri/t1_sample.nii.gz", "mri/mni152_2009a_t1.nii.gz"] {
-            let p = data_dir().join(f);
+        for p in real_t1_paths() {
+            let f = p.display();
             let vol = crate::data::volume::read_image(&read_bytes(&p))
                 .unwrap()
                 .volume;

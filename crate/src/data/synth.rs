@@ -684,7 +684,12 @@ mod tests {
         for c in [Contrast::T1, Contrast::T2, Contrast::Pd, Contrast::Flair] {
             let t = std::time::Instant::now();
             let (img, lab) = synthesize(&labels, &SynthConfig::preset(c), 3).unwrap();
-            eprintln!("synthesised {} 256³ in {:.2?}", c.name(), t.elapsed());
+            eprintln!(
+                "synthesised {} {:?} in {:.2?}",
+                c.name(),
+                labels.dims,
+                t.elapsed()
+            );
             let (pi, pl) = (
                 dir.join(format!("{}_image.nii.gz", c.name())),
                 dir.join(format!("{}_labels.nii.gz", c.name())),

@@ -1,4 +1,4 @@
-//! Test helpers: where the shared data and the Python cross-check scripts are.
+//! Test helpers: where the real test data and the Python cross-check scripts are.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,22 +17,88 @@ pub fn repo_root() -> PathBuf {
         .expect("cannot locate the repository root (tests/data_pipeline) from file!() or CARGO_MANIFEST_DIR")
 }
 
-/// Shared data root: `BRAINSAM_DATA`, else `<repo>/../shared/data`. Panics with a clear
-/// message when missing, so that data-dependent tests fail rather than silently pass.
-pub fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("BRAINSAM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"));
-    assert!(
-        dir.join("label_maps").is_dir(),
-        "shared data not found at {} (set BRAINSAM_DATA to the folder holding label_maps/ and mri/)",
-        dir.display()
-    );
-    dir
+/// Where the tests' real data comes from, tried in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSource {
+    /// `BRAINSAM_DATA`: the full set (`label_maps/subject_01..15`, `mri/`).
+    Env,
+    /// `<repo>/../shared/data`: the same full set beside the checkout.
+    Shared,
+    /// `<repo>/tests/data`: the committed subset (cropped subjects 01, 02, 13; see its README).
+    Committed,
 }
 
+/// The data folder the tests read (it holds `label_maps/`, and `mri/` in the full set).
+pub fn data_source() -> &'static (DataSource, PathBuf) {
+    static SOURCE: OnceLock<(DataSource, PathBuf)> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("BRAINSAM_DATA").map(PathBuf::from) {
+            assert!(
+                dir.join("label_maps").is_dir(),
+                "BRAINSAM_DATA={} holds no label_maps/ (unset it to use ../shared/data or tests/data)",
+                dir.display()
+            );
+            return (DataSource::Env, dir);
+        }
+        let shared = repo_root().join("../shared/data");
+        if shared.join("label_maps").is_dir() {
+            return (DataSource::Shared, shared);
+        }
+        let committed = repo_root().join("tests/data");
+        assert!(
+            committed.join("label_maps").is_dir(),
+            "committed test data missing at {}",
+            committed.display()
+        );
+        (DataSource::Committed, committed)
+    })
+}
+
+/// Data root: `BRAINSAM_DATA`, else `<repo>/../shared/data`, else `<repo>/tests/data`.
+pub fn data_dir() -> PathBuf {
+    data_source().1.clone()
+}
+
+/// Whether the full set is in use (else the committed subset).
+pub fn full_set() -> bool {
+    data_source().0 != DataSource::Committed
+}
+
+/// A label map; fails with a clear message when the data source lacks it, so that a
+/// data-dependent test fails rather than silently passes.
 pub fn label_map_path(subject: u32) -> PathBuf {
-    data_dir().join(format!("label_maps/subject_{subject:02}.nii.gz"))
+    let p = data_dir().join(format!("label_maps/subject_{subject:02}.nii.gz"));
+    assert!(
+        p.is_file(),
+        "label map {} not found (the committed subset holds subjects 01, 02, 13; \
+         others need BRAINSAM_DATA or ../shared/data)",
+        p.display()
+    );
+    p
+}
+
+/// Every real T1 image present: the full set's `mri/t1_sample.nii.gz` and
+/// `mri/mni152_2009a_t1.nii.gz`, else the MNI152 template `scripts/setup.sh` fetches into
+/// `target/web-cache/`. Fails when there is none.
+pub fn real_t1_paths() -> Vec<PathBuf> {
+    let mri = data_dir().join("mri");
+    let mut found: Vec<PathBuf> = ["t1_sample.nii.gz", "mni152_2009a_t1.nii.gz"]
+        .iter()
+        .map(|f| mri.join(f))
+        .filter(|p| p.is_file())
+        .collect();
+    let fetched = repo_root().join("target/web-cache/mni152_t1.nii.gz");
+    if !found.iter().any(|p| p.ends_with("mni152_2009a_t1.nii.gz")) && fetched.is_file() {
+        found.push(fetched.clone());
+    }
+    assert!(
+        !found.is_empty(),
+        "no real T1 image in {} nor {}: run scripts/setup.sh (it fetches the MNI152 template) \
+         or set BRAINSAM_DATA",
+        mri.display(),
+        fetched.display()
+    );
+    found
 }
 
 pub fn read_bytes(p: &Path) -> Vec<u8> {

@@ -716,12 +716,10 @@ mod tests {
 
     #[test]
     fn real_t1_volumes_read_with_nibabels_shape_affine_and_voxel_sum() {
-        for f in [
-            "mri/t1_sample.nii.gz",
-            "mri/mni152_2009a_t1.nii.gz",
-            "label_maps/subject_05.nii.gz",
-        ] {
-            let p = data_dir().join(f);
+        let mut files = real_t1_paths();
+        files.push(label_map_path(1)); // float32 in the full set, int16 in the committed crop
+        for p in files {
+            let f = p.display();
             let got = read_image(&read_bytes(&p)).unwrap();
             let want = python_json("check_nifti.py", &[p.to_str().unwrap()]);
             let dims: Vec<u64> = got.volume.dims.iter().map(|d| *d as u64).collect();
@@ -949,7 +947,7 @@ mod tests {
 
     #[test]
     fn written_label_maps_are_read_by_nibabel_with_the_source_affine_and_counts() {
-        let src = label_map_path(3);
+        let src = label_map_path(2);
         let v = read_labels(&read_bytes(&src)).unwrap().volume;
         let common =
             crate::data::labels::to_common(&v, crate::data::labels::Convention::FreeSurfer, false);
@@ -987,7 +985,7 @@ mod tests {
     #[test]
     fn canonical_volumes_are_written_with_matching_sform_and_qform() {
         // Writing a reoriented volume must not leave the source's stale qform behind.
-        let src = label_map_path(6);
+        let src = label_map_path(13);
         let v = read_labels(&read_bytes(&src)).unwrap().volume;
         let (c, _) = crate::data::orient::to_canonical(&v).unwrap();
         let p = temp_dir("canonical-write").join("canonical.nii.gz");

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The demo's sample MRI: the ICBM 2009a MNI152 T1 template (197x233x189, 1 mm) that the
-# nilearn wheel on PyPI ships, downloaded with pip and extracted. Cached; checked by sha256.
-# Usage: scripts/fetch_sample.sh OUT.nii.gz
+# nilearn wheel on PyPI ships, downloaded with pip and extracted. Cached in
+# target/web-cache/mni152_t1.nii.gz, where the tests also find it; checked by sha256.
+# Usage: scripts/fetch_sample.sh [OUT.nii.gz]   (without OUT: only fill the cache)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${1:?usage: fetch_sample.sh OUT.nii.gz}"
+OUT="${1:-}"
 NILEARN=0.14.1
 MEMBER=nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz
 SHA=421a10e872fd6cadae7f61d358dffbcc1795a497d61ee76c5dda2503e1a1e9e6
@@ -24,5 +25,7 @@ with zipfile.ZipFile(whl) as z, open(out, "wb") as f:
 PY
   have "$CACHE/mni152_t1.nii.gz" || { echo "sample MRI checksum mismatch" >&2; exit 1; }
 fi
-mkdir -p "$(dirname "$OUT")"
-cp "$CACHE/mni152_t1.nii.gz" "$OUT"
+if [ -n "$OUT" ]; then
+  mkdir -p "$(dirname "$OUT")"
+  cp "$CACHE/mni152_t1.nii.gz" "$OUT"
+fi

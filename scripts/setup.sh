@@ -26,5 +26,10 @@ if ! "$VENV/bin/python" -c "import torch, segment_anything, nibabel, safetensors
   "$VENV/bin/pip" install -q -r tests/requirements.txt
 fi
 
+# A real T1 image for the tests when no full data set (BRAINSAM_DATA, ../shared/data) has
+# one: the MNI152 template from the nilearn wheel on PyPI, into target/web-cache/.
+DATA="${BRAINSAM_DATA:-../shared/data}"
+[ -f "$DATA/mri/mni152_2009a_t1.nii.gz" ] || BRAINSAM_VENV="$VENV" scripts/fetch_sample.sh
+
 # The browser app: npm packages, wasm-bindgen CLI, Chromium for its tests.
 scripts/setup_web.sh --browser

@@ -13,7 +13,11 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const DIST = resolve(ROOT, process.env.BRAINSAM_DIST || 'dist');
 export const ARTIFACTS = resolve(ROOT, process.env.BRAINSAM_E2E_ARTIFACTS || 'target/e2e');
 export const CLI = resolve(ROOT, process.env.BRAINSAM_CLI || 'target/debug/brainsam');
-const DATA = resolve(ROOT, process.env.BRAINSAM_DATA || '../shared/data');
+// Real data, in the order of crate/src/data/testutil.rs: BRAINSAM_DATA, else ../shared/data
+// beside the checkout, else the committed subset tests/data (cropped label maps).
+const DATA = process.env.BRAINSAM_DATA ? resolve(ROOT, process.env.BRAINSAM_DATA)
+  : [resolve(ROOT, '../shared/data'), join(ROOT, 'tests/data')].find((d) => existsSync(join(d, 'label_maps')))
+    ?? join(ROOT, 'tests/data');
 const CHROMIUM = process.env.BRAINSAM_CHROMIUM || '/usr/bin/chromium';
 
 // Headless Chromium exposes WebGPU (a SwiftShader adapter without a GPU) only with this flag.
@@ -32,8 +36,7 @@ export function synthVolume() {
   const image = join(out, 'image.nii.gz');
   const labels = join(out, 'labels.nii.gz');
   if (!existsSync(image) || !existsSync(labels)) {
-    const map = join(DATA, 'label_maps/subject_01.nii.gz');
-    if (!existsSync(map)) throw new Error(`label map ${map} not found (set BRAINSAM_DATA)`);
+    const map = labelMap('subject_01');
     cli('synth', '--label-map', map, '--contrast', 't1', '--seed', '5', '--out', out);
   }
   return { image, labels };
@@ -58,13 +61,20 @@ export function randomModel() {
 }
 
 /** A brainsam adapter for `model` after one training step (tests loading, not quality). */
+/** A label map of the data folder; a clear error when it is missing (rather than the CLI's). */
+function labelMap(subject) {
+  const map = join(DATA, 'label_maps', `${subject}.nii.gz`);
+  if (!existsSync(map)) throw new Error(`label map ${map} not found (BRAINSAM_DATA, ../shared/data or tests/data)`);
+  return map;
+}
+
 export function adapterFor(model) {
   // One folder per base model: an adapter records the sha256 of the base it was trained on.
   const sha = createHash('sha256').update(readFileSync(model)).digest('hex').slice(0, 16);
   const out = join(ARTIFACTS, `adapter-${sha}`);
   const path = join(out, 'adapter.safetensors');
   if (!existsSync(path)) {
-    cli('train', '--model', model, '--label-maps', join(DATA, 'label_maps'), '--subjects', 'subject_01', '--steps', '1',
+    cli('train', '--model', model, '--label-maps', dirname(labelMap('subject_01')), '--subjects', 'subject_01', '--steps', '1',
       '--slices-per-step', '1', '--prompts-per-slice', '1', '--slices-per-volume', '1', '--warmup', '0', '--out', out);
   }
   return path;

@@ -7,7 +7,8 @@ use std::time::Instant;
 use brainsam::data::volume::{
     is_gz_path, label_out_type, read_file, read_image, write_file, write_labels,
 };
-use brainsam::segment::{PromptFile, Session, StopRules};
+use brainsam::model::Sam;
+use brainsam::segment::{PromptFile, Session, SliceMask, StopRules};
 
 use super::choices::Backend;
 use super::common::{load_model, AwaitNative, FocusArg, Res};
@@ -80,33 +81,15 @@ pub fn run(a: &SegmentArgs) -> Res {
                 mask.iou
             );
             if p.propagate {
-                let r = session
-                    .propagate(
-                        &sam,
-                        *axis,
-                        *index,
-                        &mask,
-                        p.prompt.structure,
-                        &StopRules::default(),
-                        &mut |_, _| {},
-                    )
-                    .await_native()?;
-                for (o, m) in canonical.iter_mut().zip(&r.mask) {
-                    if *m != 0 {
-                        *o = p.label;
-                    }
-                }
-                let [up, down] = r.ends;
-                let voxels = r.mask.iter().filter(|m| **m != 0).count();
-                println!(
-                    "prompt {i}: propagated to {voxels} voxels on canonical slices {}..={} (stopped at {}: {}; at {}: {})",
-                    down.last,
-                    up.last,
-                    up.last,
-                    up.reason.describe(),
-                    down.last,
-                    down.reason.describe()
-                );
+                propagated(
+                    &mut canonical,
+                    &mut session,
+                    &sam,
+                    (i, p.label),
+                    (*axis, *index),
+                    &mask,
+                    p.prompt.structure,
+                )?;
             }
         }
     }
@@ -121,6 +104,47 @@ pub fn run(a: &SegmentArgs) -> Res {
         prompts.len(),
         by_slice.len(),
         t0.elapsed()
+    );
+    Ok(())
+}
+
+/// Extends prompt `i`'s mask on slice (`axis`, `index`) through the volume and writes the
+/// structure into `canonical` with `label`.
+fn propagated(
+    canonical: &mut [i32],
+    session: &mut Session,
+    sam: &Sam,
+    (i, label): (usize, i32),
+    (axis, index): (usize, usize),
+    mask: &SliceMask,
+    structure: Option<usize>,
+) -> Res {
+    let r = session
+        .propagate(
+            sam,
+            axis,
+            index,
+            mask,
+            structure,
+            &StopRules::default(),
+            &mut |_, _| {},
+        )
+        .await_native()?;
+    for (o, m) in canonical.iter_mut().zip(&r.mask) {
+        if *m != 0 {
+            *o = label;
+        }
+    }
+    let [up, down] = r.ends;
+    let voxels = r.mask.iter().filter(|m| **m != 0).count();
+    println!(
+        "prompt {i}: propagated to {voxels} voxels on canonical slices {}..={} (stopped at {}: {}; at {}: {})",
+        down.last,
+        up.last,
+        up.last,
+        up.reason.describe(),
+        down.last,
+        down.reason.describe()
     );
     Ok(())
 }

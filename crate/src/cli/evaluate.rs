@@ -102,8 +102,8 @@ impl Counts {
 enum Subject {
     Real {
         name: String,
-        image: Volume<f32>,
-        truth: LabelVolume,
+        /// The image and its truth (boxed: volumes are large beside a path).
+        pair: Box<(Volume<f32>, LabelVolume)>,
     },
     Synthetic {
         name: String,
@@ -121,7 +121,7 @@ impl Subject {
     /// The image and its truth (common ids); a synthetic one follows `seed` and the name.
     fn load(self, contrast: Contrast, seed: u64) -> Res<(Volume<f32>, LabelVolume)> {
         match self {
-            Subject::Real { image, truth, .. } => Ok((image, truth)),
+            Subject::Real { pair, .. } => Ok(*pair),
             Subject::Synthetic { name, label_map } => {
                 let lab = load_label_map(&label_map)?;
                 let cfg = match contrast {
@@ -151,7 +151,10 @@ fn subjects(a: &EvaluateArgs) -> Res<Vec<Subject>> {
             .collect()),
         (None, Some(spec)) => Ok(load_pairs(spec)?
             .into_iter()
-            .map(|(name, image, truth)| Subject::Real { name, image, truth })
+            .map(|(name, image, truth)| Subject::Real {
+                name,
+                pair: Box::new((image, truth)),
+            })
             .collect()),
         _ => Err("give either --label-maps or --pairs".into()),
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser app into a self-contained static folder (default dist/) that any
 # file server can serve: the crate for wasm32 (release; WebGPU plus the CPU fallback),
-# wasm-bindgen's JS glue, wasm-opt, the page, the sample MRI and the bundled model.
+# wasm-bindgen's JS glue with its TypeScript declarations (pkg/brainsam.d.ts: the engine's
+# methods and replies), wasm-opt, the page, the sample MRI and the bundled model.
 # Usage: scripts/build_web.sh [OUT]   (BRAINSAM_WASM_OPT=0 skips wasm-opt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ nice -n 10 cargo build -p brainsam --lib --release --target wasm32-unknown-unkno
 
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp/pkg" "$CACHE"
-wasm-bindgen --target web --no-typescript --out-dir "$OUT.tmp/pkg" "$WASM"
+wasm-bindgen --target web --out-dir "$OUT.tmp/pkg" "$WASM"
 BG="$OUT.tmp/pkg/brainsam_bg.wasm"
 if [ "${BRAINSAM_WASM_OPT:-1}" != 0 ]; then
   # npm's binaryen: Debian's (108) writes modules that browsers reject. Same input, same

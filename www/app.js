@@ -1,3 +1,4 @@
+// @ts-check
 // The page: wires the viewer, the structure list and the prompt tools to the engine worker.
 // State that the tests read is on window.brainsam.
 
@@ -5,7 +6,18 @@ import { EngineClient } from './client.js';
 import { Viewer } from './viewer.js';
 import { dice, readSlice, writeSlice, replaceLabel, countLabel, downloadBytes, fmtMs, fmtBytes } from './util.js';
 
-const $ = (id) => document.getElementById(id);
+/** @param {string} id */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+/** @param {string} id */
+const $input = (id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
+/** @param {string} id */
+const $select = (id) => /** @type {HTMLSelectElement} */ (document.getElementById(id));
+/** @param {string} id */
+const $button = (id) => /** @type {HTMLButtonElement} */ (document.getElementById(id));
+/** The input element an event of its own is on. @param {Event} e */
+const inputOf = (e) => /** @type {HTMLInputElement} */ (e.target);
+/** @returns {HTMLElement[]} */
+const tools = () => Array.from(document.querySelectorAll('.tool'));
 const params = new URLSearchParams(location.search);
 const MAX_VOLUME_UNDO = 3; // whole-volume snapshots kept for undoing 3D propagation
 const CUSTOM_COLORS = [[255, 99, 71], [60, 179, 113], [238, 130, 238], [255, 215, 0], [0, 191, 255]];
@@ -16,12 +28,13 @@ const state = {
   encodeMs: [], encodedAhead: [], decodeMs: [], lastDice: null, lastMask: null, memory: null, focusKey: '',
 };
 const engine = new EngineClient();
-const viewer = new Viewer([...document.querySelectorAll('.view')], {
+const viewer = new Viewer(Array.from(document.querySelectorAll('.view')), {
   onPoint: (axis, index, u, v, positive) => edit(() => addPoint(axis, index, u, v, positive)),
   onBox: (axis, index, box) => edit(() => setBox(axis, index, box)),
   onSlice: (axis, index) => focus(axis, index),
 });
-window.brainsam = { state, viewer, engine };
+// `dice` too: the e2e suite holds it to the crate's Dice.
+Object.assign(window, { brainsam: { state, viewer, engine, dice } });
 
 // ---- status and errors -------------------------------------------------------------
 
@@ -36,7 +49,7 @@ $('error-close').onclick = () => { $('error').hidden = true; };
 function progress(id, fraction) {
   const el = $(id);
   el.hidden = fraction === null;
-  if (fraction !== null) el.firstElementChild.style.width = `${Math.round(Math.min(1, fraction) * 100)}%`;
+  if (fraction !== null) /** @type {HTMLElement} */ (el.firstElementChild).style.width = `${Math.round(Math.min(1, fraction) * 100)}%`;
 }
 
 function setBusy(what) {
@@ -57,7 +70,7 @@ const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
 // ---- engine events -------------------------------------------------------------------
 
-engine.addEventListener('model-progress', ({ detail: d }) => {
+engine.on('model-progress', (d) => {
   if (d.phase === 'download') {
     progress('model-progress', d.total ? d.loaded / d.total : 0.5);
     $('model-info').textContent = `downloading model… ${fmtBytes(d.loaded)}${d.total ? ` of ${fmtBytes(d.total)}` : ''}`;
@@ -66,25 +79,25 @@ engine.addEventListener('model-progress', ({ detail: d }) => {
     $('model-info').textContent = d.phase === 'loading' ? 'loading weights onto the device…' : 'warming up encoder and decoder (compiling GPU kernels)…';
   }
 });
-engine.addEventListener('encoding', ({ detail: d }) => { setBusy(`encoding slice ${d.index + 1}…`); progress('encode-progress', 0.5); });
-engine.addEventListener('encoded', ({ detail: d }) => {
+engine.on('encoding', (d) => { setBusy(`encoding slice ${d.index + 1}…`); progress('encode-progress', 0.5); });
+engine.on('encoded', (d) => {
   state.encodeMs.push(d.ms);
   if (d.ahead) state.encodedAhead.push(`${d.axis}:${d.index}`);
   progress('encode-progress', null);
   setBusy(d.ahead ? `encoded slice ${d.index + 1} ahead (${fmtMs(d.ms)})` : '');
   showTimings();
 });
-engine.addEventListener('propagate-progress', ({ detail: d }) => {
+engine.on('propagate-progress', (d) => {
   progress('prop-progress', d.total ? d.done / d.total : 0);
   setBusy(`3D: ${d.done} / ${d.total} slices`);
 });
-engine.addEventListener('warning', ({ detail: d }) => console.warn(d.message));
-engine.addEventListener('crash', ({ detail: d }) => showError(`The engine stopped: ${d.message}. Reload the page.`));
+engine.on('warning', (d) => console.warn(d.message));
+engine.on('crash', (d) => showError(`The engine stopped: ${d.message}. Reload the page.`));
 
 // ---- structures ----------------------------------------------------------------------
 
 function renderStructures() {
-  const sel = $('structure');
+  const sel = $select('structure');
   sel.replaceChildren(...state.structures.map((s) => {
     const o = document.createElement('option');
     o.value = s.id;
@@ -95,9 +108,9 @@ function renderStructures() {
   sel.value = String(state.current);
   viewer.colors = new Map(state.structures.map((s) => [s.id, s.rgb]));
 }
-$('structure').onchange = (e) => { state.current = Number(e.target.value); state.prompt = null; viewer.prompt = null; updateMaskInfo(); viewer.draw(); };
+$select('structure').onchange = (e) => { state.current = Number(/** @type {HTMLSelectElement} */ (e.target).value); state.prompt = null; viewer.prompt = null; updateMaskInfo(); viewer.draw(); };
 $('custom-add').onclick = () => {
-  const name = $('custom-name').value.trim();
+  const name = $input('custom-name').value.trim();
   if (!name) return showError('Type a name for the custom structure first.');
   const used = new Set(state.structures.map((s) => s.id));
   let id = 101;
@@ -105,7 +118,7 @@ $('custom-add').onclick = () => {
   if (used.has(id)) return showError('No free label values left.');
   state.structures.push({ id, name, rgb: CUSTOM_COLORS[(id - 101) % CUSTOM_COLORS.length], custom: true });
   state.current = id;
-  $('custom-name').value = '';
+  $input('custom-name').value = '';
   renderStructures();
 };
 const structureName = (id) => state.structures.find((s) => s.id === id)?.name ?? `label ${id}`;
@@ -194,7 +207,7 @@ async function propagate() {
   const seed = readSlice(state.labels, dims, p.axis, p.index).map((l) => (l === p.id ? 1 : 0));
   if (!seed.some((x) => x)) throw new Error('The mask on this slice is empty: nothing to extend to 3D.');
   progress('prop-progress', 0);
-  $('propagate').disabled = true;
+  $button('propagate').disabled = true;
   try {
     const r = await engine.call('propagate', { axis: p.axis, index: p.index, seed, structure: p.id });
     state.history.push({ kind: 'volume', labels: state.labels.slice(), prompt: clonePrompt(p) });
@@ -253,35 +266,35 @@ async function refreshMemory() {
 }
 
 function updateButtons() {
-  $('propagate').disabled = !(state.model && state.volume);
-  $('export').disabled = !state.volume;
+  $button('propagate').disabled = !(state.model && state.volume);
+  $button('export').disabled = !state.volume;
 }
 
 // ---- tools, display, export ------------------------------------------------------------
 
-for (const b of document.querySelectorAll('.tool')) {
+for (const b of tools()) {
   b.onclick = () => {
-    document.querySelectorAll('.tool').forEach((x) => x.classList.toggle('active', x === b));
+    tools().forEach((x) => x.classList.toggle('active', x === b));
     viewer.tool = b.dataset.tool;
   };
 }
 addEventListener('keydown', (e) => {
-  if (e.target.closest?.('input, select')) return;
+  if (e.target instanceof Element && e.target.closest('input, select')) return;
   if ((e.ctrlKey || e.metaKey) && e.key === 'z') { e.preventDefault(); edit(undo); }
   else if (e.key === 'Escape') edit(clearSlice);
-  else if ('1234'.includes(e.key) && e.key.length === 1) document.querySelectorAll('.tool')[Number(e.key) - 1].click();
+  else if ('1234'.includes(e.key) && e.key.length === 1) tools()[Number(e.key) - 1].click();
 });
 $('undo').onclick = () => edit(undo);
 $('clear').onclick = () => edit(clearSlice);
 $('propagate').onclick = () => edit(propagate);
-$('flip-average').onchange = (e) => edit(async () => { await engine.call('options', { flipAverage: e.target.checked }); });
-$('opacity').oninput = (e) => { viewer.opacity = e.target.value / 100; viewer.draw(); };
-$('window').oninput = (e) => { viewer.window = Number(e.target.value); viewer.draw(); };
-$('level').oninput = (e) => { viewer.level = Number(e.target.value); viewer.draw(); };
+$('flip-average').onchange = (e) => edit(async () => { await engine.call('options', { flipAverage: inputOf(e).checked }); });
+$('opacity').oninput = (e) => { viewer.opacity = Number(inputOf(e).value) / 100; viewer.draw(); };
+$('window').oninput = (e) => { viewer.window = Number(inputOf(e).value); viewer.draw(); };
+$('level').oninput = (e) => { viewer.level = Number(inputOf(e).value); viewer.draw(); };
 $('reset-view').onclick = () => viewer.resetZoom();
 
 $('export').onclick = () => edit(async () => {
-  const convention = $('export-convention').value;
+  const convention = $select('export-convention').value;
   const r = await engine.call('exportLabels', { labels: state.labels.slice(), convention });
   const base = (state.volume.name || 'image').replace(/\.nii(\.gz)?$/i, '');
   downloadBytes(r.bytes, `${base}_brainsam_${convention}.nii.gz`);
@@ -354,15 +367,15 @@ async function loadModel(args, label) {
 }
 
 const readFile = (f) => f.arrayBuffer();
-$('file-image').onchange = (e) => { const f = e.target.files[0]; if (f) edit(async () => openImage(await readFile(f), f.name)); e.target.value = ''; };
+$('file-image').onchange = (e) => { const f = inputOf(e).files[0]; if (f) edit(async () => openImage(await readFile(f), f.name)); inputOf(e).value = ''; };
 $('file-model').onchange = (e) => {
-  const f = e.target.files[0];
+  const f = inputOf(e).files[0];
   if (f) edit(async () => { state.modelFile = await readFile(f); await loadModel({ bytes: state.modelFile.slice(0) }, f.name); notice('model', null); });
-  e.target.value = '';
+  inputOf(e).value = '';
 };
 $('file-adapter').onchange = (e) => {
-  const f = e.target.files[0];
-  e.target.value = '';
+  const f = inputOf(e).files[0];
+  inputOf(e).value = '';
   if (!f) return;
   edit(async () => {
     const base = state.modelFile ? { bytes: state.modelFile.slice(0) } : state.bundledUrl ? { url: state.bundledUrl } : null;
@@ -371,8 +384,8 @@ $('file-adapter').onchange = (e) => {
   });
 };
 $('file-reference').onchange = (e) => {
-  const f = e.target.files[0];
-  e.target.value = '';
+  const f = inputOf(e).files[0];
+  inputOf(e).value = '';
   if (!f) return;
   edit(async () => {
     if (!state.volume) throw new Error('Open the image before its reference labels.');
@@ -404,6 +417,7 @@ function notice(topic, text) {
 
 async function start() {
   document.body.dataset.state = 'starting';
+  /** @type {{sample?: {url: string, name: string} | null, model?: {url: string, name: string, trained: boolean, weak: boolean} | null}} */
   const build = await fetch('build.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
   const info = await engine.call('init', { backend: params.get('backend') || 'auto' });
   state.backend = info.backend;

@@ -1,3 +1,4 @@
+// @ts-check
 // Label-volume helpers on Uint8Arrays laid out as the crate's volumes (x fastest), with
 // slices as in data::slicing: along `axis`, rows run over the higher other axis (v),
 // columns over the lower (u).
@@ -41,16 +42,26 @@ export function replaceLabel(vol, mask, id) {
 
 export function countLabel(vol, id) {
   let n = 0;
-  for (let i = 0; i < vol.length; i++) n += vol[i] === id;
+  for (let i = 0; i < vol.length; i++) n += Number(vol[i] === id);
   return n;
 }
 
-/** Dice of label `id` between two label arrays; null when both are empty. */
+/**
+ * Dice of label `id` between two label arrays: 2 |A ∩ B| / (|A| + |B|), null when both are
+ * empty. It mirrors the crate's one Dice (`data::metrics::dice`, the rule of `metrics` and
+ * `evaluate`: two empty masks are undefined, not 1); the e2e suite compares the two on the
+ * same volumes, the both-empty case included. In JS because it runs on every click on the
+ * page's own label volume, which the worker does not hold.
+ * @param {ArrayLike<number>} a
+ * @param {ArrayLike<number>} b
+ * @param {number} id
+ * @returns {number | null}
+ */
 export function dice(a, b, id) {
   let na = 0, nb = 0, both = 0;
   for (let i = 0; i < a.length; i++) {
     const x = a[i] === id, y = b[i] === id;
-    na += x; nb += y; both += x && y;
+    na += Number(x); nb += Number(y); both += Number(x && y);
   }
   return na + nb ? (2 * both) / (na + nb) : null;
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // Three-plane canvas viewer of a canonical (RAS+) volume: grey image, label overlay,
 // crosshair, prompts. Slices follow the crate's convention (data::slicing): along `axis`,
 // u is the lower remaining axis (columns), v the higher (rows). On screen u runs right and

@@ -1,12 +1,22 @@
+// @ts-check
 // The engine worker: owns the wasm module (model, volume, embedding cache) so that encoding
 // and propagation never block the page. Requests run one at a time; between them, slices
-// around the one the user looks at are encoded ahead.
+// around the one the user looks at are encoded ahead. The messages are typed in protocol.js.
 
+/** @typedef {import('./protocol.js').Requests} Requests */
+/** @typedef {import('./protocol.js').Replies} Replies */
+/** @typedef {import('./protocol.js').Events} Events */
+/** @typedef {import('./protocol.js').EngineApi} EngineApi */
+
+// @ts-ignore: pkg/ is wasm-bindgen's output (scripts/build_web.sh), not in www/; its types
+// are pkg/brainsam.d.ts, which `engine` follows through EngineApi.
 import init, { Engine, structures } from './pkg/brainsam.js';
 
+/** @type {EngineApi | null} */
 let engine = null;
 let hasModel = false;
 let hasVolume = false;
+/** @type {{axis: number, index: number, size: number} | null} */
 let focus = null;
 // The model predicts on a window around each prompt (its checkpoint says so): whole slices
 // are then never encoded, so nothing is encoded ahead.
@@ -15,9 +25,25 @@ let pending = 0;
 let queue = Promise.resolve();
 const AHEAD = 3; // slices encoded ahead on each side of the focus
 
+/**
+ * @template {keyof Events} E
+ * @param {E} event
+ * @param {Events[E]} detail
+ */
 const emit = (event, detail) => postMessage({ event, detail });
 const now = () => performance.now();
 
+/**
+ * A reply and the buffers in it to hand over instead of copying.
+ * @template T
+ * @typedef {{result: T, transfer: Transferable[]}} WithTransfer
+ */
+
+/**
+ * One handler per operation: its arguments in, its reply (or the reply with the buffers to
+ * transfer) out.
+ * @type {{[K in keyof Requests]: (args: Requests[K]) => Promise<Replies[K] | WithTransfer<Replies[K]>>}}
+ */
 const handlers = {
   async init({ backend = 'auto' }) {
     await init();
@@ -99,11 +125,19 @@ const handlers = {
 // Asked before wgpu is: a missing API or adapter is a normal case here, not an error.
 // A software adapter (SwiftShader, on machines without a GPU) runs SAM far slower than
 // the CPU backend does, so "auto" takes the CPU then; ?backend=webgpu still forces it.
+/**
+ * What of WebGPU is asked here (TypeScript's DOM library does not declare it).
+ * @typedef {{architecture?: string, description?: string, isFallbackAdapter?: boolean}} AdapterInfo
+ * @typedef {{info?: AdapterInfo, isFallbackAdapter?: boolean}} Adapter
+ * @typedef {{requestAdapter(): Promise<Adapter | null>}} Gpu
+ */
 async function webgpuProblem() {
-  if (!navigator.gpu) return 'this browser has no WebGPU';
+  const gpu = /** @type {Navigator & {gpu?: Gpu}} */ (navigator).gpu;
+  if (!gpu) return 'this browser has no WebGPU';
   try {
-    const adapter = await navigator.gpu.requestAdapter();
+    const adapter = await gpu.requestAdapter();
     if (!adapter) return 'no WebGPU adapter';
+    /** @type {AdapterInfo} */
     const info = adapter.info || {};
     if (info.isFallbackAdapter || adapter.isFallbackAdapter || /swiftshader/i.test(`${info.architecture} ${info.description}`)) {
       return 'only a software WebGPU adapter (SwiftShader), slower than the CPU backend';
@@ -146,10 +180,22 @@ async function download(url) {
 
 const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
 
+/**
+ * @template T
+ * @param {T} result
+ * @param {Transferable[]} transfer
+ * @returns {WithTransfer<T>}
+ */
 function transferable(result, transfer) {
   return { result, transfer };
 }
 
+/**
+ * @template {keyof Requests} K
+ * @param {number} id
+ * @param {K} op
+ * @param {Requests[K]} args
+ */
 function run(id, op, args) {
   pending++;
   queue = queue
@@ -158,7 +204,7 @@ function run(id, op, args) {
       if (!h) throw new Error(`unknown operation ${op}`);
       if (op !== 'init' && !engine) throw new Error('the engine is not initialised');
       const r = await h(args);
-      if (r && r.transfer) postMessage({ id, ok: true, result: r.result }, r.transfer);
+      if (r && typeof r === 'object' && 'transfer' in r) postMessage({ id, ok: true, result: r.result }, { transfer: r.transfer });
       else postMessage({ id, ok: true, result: r });
     })
     .catch((e) => postMessage({ id, ok: false, error: message(e) }))

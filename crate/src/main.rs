@@ -59,3 +59,172 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brainsam::data::synth::Contrast;
+    use brainsam::model::lora::LoraTarget;
+    use brainsam::train::schedule::Decay;
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, ValueEnum};
+    use cli::choices::{Axis, Backend};
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("brainsam").chain(args.iter().copied()))
+            .map(|c| c.command)
+    }
+
+    /// Refused as a bad value (not a possible value, or refused by its value parser).
+    fn refused(args: &[&str]) -> bool {
+        parse(args).is_err_and(|e| {
+            eprintln!("{args:?}: {e}");
+            matches!(
+                e.kind(),
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation
+            )
+        })
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// A typo in a choice is clap's error, before any work.
+    #[test]
+    fn typos_in_choices_are_refused_by_clap() {
+        let synth = ["synth", "--label-map", "l.nii.gz", "--out", "o"];
+        for bad in [
+            &["--contrast", "t3"][..],
+            &["--slice-thickness", "5", "--slice-axis", "3"],
+        ] {
+            assert!(refused(&[&synth[..], bad].concat()), "{bad:?}");
+        }
+        let evaluate = ["evaluate", "--label-maps", "d"];
+        for bad in [
+            &["--prompt", "boxes"][..],
+            &["--axis", "transverse"],
+            &["--backend", "cuda"],
+            &["--labels", "1,l"],
+            &["--focus", "2"],
+            &["--stop-rules", "default,max_extend=0.8"],
+            &["--pairs", "ibsr2:/data"],
+        ] {
+            assert!(refused(&[&evaluate[..], bad].concat()), "{bad:?}");
+        }
+        let train = ["train", "--out", "o", "--model", "m"];
+        for bad in [
+            &["--contrasts", "t1,t3"][..],
+            &["--lora-targets", "q,o"],
+            &["--axes", "0,3"],
+            &["--decay", "linear"],
+        ] {
+            assert!(refused(&[&train[..], bad].concat()), "{bad:?}");
+        }
+        let e = parse(&["init", "--out", "o", "--preset", "vit_s"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        let e = parse(&[
+            "metrics",
+            "--pred",
+            "p",
+            "--truth",
+            "t",
+            "--pred-labels",
+            "fsl",
+        ]);
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidValue);
+    }
+
+    /// The spellings the commands took when they matched strings still parse, to the same
+    /// choices.
+    #[test]
+    fn old_spellings_parse_to_the_same_choices() {
+        let Command::Evaluate(a) = parse(&[
+            "evaluate",
+            "--label-maps",
+            "d",
+            "--contrast",
+            "T2",
+            "--prompt",
+            "box-fill",
+            "--axis",
+            "sagittal",
+            "--backend",
+            "cpu",
+            "--labels",
+            "3,4",
+            "--focus",
+            "2,64",
+            "--stop-rules",
+            "legacy,max_extent=0.8",
+        ])
+        .unwrap() else {
+            panic!("not evaluate")
+        };
+        assert_eq!(a.contrast, Contrast::T2);
+        assert_eq!(a.prompt, cli::evaluate::PromptKind::BoxFill);
+        assert_eq!(a.axis, Axis::Sagittal);
+        assert_eq!(a.backend, Backend::Ndarray);
+        assert_eq!(a.labels.0, [3, 4]);
+        assert_eq!(a.stop_rules.max_extent, 0.8);
+        let Command::Train(t) = parse(&[
+            "train",
+            "--out",
+            "o",
+            "--model",
+            "m",
+            "--contrasts",
+            "t1,t2,random,random",
+            "--lora-targets",
+            "q,v,mlp",
+            "--axes",
+            "0,2",
+            "--decay",
+            "poly:0.9",
+            "--backend",
+            "gpu",
+        ])
+        .unwrap() else {
+            panic!("not train")
+        };
+        use Contrast::{Random, T1, T2};
+        assert_eq!(t.contrasts, [T1, T2, Random, Random]);
+        use LoraTarget::{Mlp, Q, V};
+        assert_eq!(t.lora_targets, [Q, V, Mlp]);
+        assert_eq!(t.axes, [Axis::Sagittal, Axis::Axial]);
+        assert_eq!(t.decay, Decay::Poly(0.9));
+        assert_eq!(t.backend, Backend::Wgpu);
+        // The defaults are the old ones.
+        let Command::Train(t) = parse(&["train", "--out", "o", "--model", "m"]).unwrap() else {
+            panic!("not train")
+        };
+        assert_eq!(t.contrasts, [T1, T2]);
+        assert_eq!(t.lora_targets, [Q, V]);
+        assert_eq!(t.axes, [Axis::Sagittal, Axis::Coronal, Axis::Axial]);
+        assert_eq!(t.labels.0, (1..=16).collect::<Vec<_>>());
+        assert_eq!(t.decay, Decay::Cosine);
+        let Command::Metrics(m) = parse(&[
+            "metrics",
+            "--pred",
+            "p",
+            "--truth",
+            "t",
+            "--truth-labels",
+            "aseg",
+        ])
+        .unwrap() else {
+            panic!("not metrics")
+        };
+        assert_eq!(m.truth_labels, cli::metrics::LabelConvention::Freesurfer);
+    }
+
+    /// Every `--preset` is one of Meta's geometries.
+    #[test]
+    fn every_preset_is_a_geometry() {
+        for p in cli::model::Preset::value_variants() {
+            let name = cli::choices::name(p);
+            assert!(brainsam::model::Geometry::preset(&name).is_some(), "{name}");
+        }
+    }
+}

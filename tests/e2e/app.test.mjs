@@ -392,6 +392,24 @@ print(json.dumps([int(round(v)) for v in np.linalg.solve(a, [-25, 2, 0, 1])[:3]]
     // The page scores in canonical order, the CLI in the file's: equal only if the export
     // put every voxel back where it came from.
     assert.ok(Math.abs(row.dice - pageDice) < 1e-9, `CLI Dice ${row.dice}, page ${pageDice}\n${out}`);
+    // One Dice rule on both sides (the crate's data::metrics::dice, util.js's dice): each of
+    // the 16 structures of the export against the truth, and the export against itself,
+    // where the structures never segmented are empty in both: null on both sides, not 1.
+    const page16 = await page.evaluate(() => {
+      const { state, dice } = window.brainsam;
+      return Array.from({ length: 16 }, (_, i) => i + 1)
+        .map((id) => [id, dice(state.labels, state.reference, id), dice(state.labels, state.labels, id)]);
+    });
+    cli('metrics', '--pred', path, '--truth', path, '--csv', join(ARTIFACTS, 'export-self-metrics.csv'),
+      '--json', join(ARTIFACTS, 'export-self-metrics.json'));
+    const itself = JSON.parse(readFileSync(join(ARTIFACTS, 'export-self-metrics.json'), 'utf8'));
+    for (const [id, vsTruth, vsSelf] of page16) {
+      const t = report.structures.find((r) => r.id === id).dice;
+      const s = itself.structures.find((r) => r.id === id).dice;
+      assert.ok(t === null ? vsTruth === null : Math.abs(t - vsTruth) < 1e-9, `structure ${id}: CLI ${t}, page ${vsTruth}`);
+      assert.equal(vsSelf, s, `structure ${id} against itself: CLI ${s}, page ${vsSelf}`);
+    }
+    assert.ok(page16.some(([, , s]) => s === null), 'a structure empty in both');
     // An independent reader.
     const nib = JSON.parse(execFileSync(PYTHON, ['-c', `
 import json, sys, nibabel as nib, numpy as np

@@ -1,4 +1,5 @@
-//! What several subcommands share: devices, loading models and adapters, subjects.
+//! What several subcommands share: loading models and adapters, subjects, `--focus`,
+//! `--pairs` and `--labels`.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -15,21 +16,6 @@ use burn::prelude::Device;
 use sha2::{Digest, Sha256};
 
 pub type Res<T = ()> = Result<T, Box<dyn Error>>;
-
-/// `ndarray` (CPU) or `wgpu` (Vulkan / Metal / DX12).
-pub fn device(backend: &str) -> Res<Device> {
-    match backend {
-        "ndarray" | "cpu" => Ok(brainsam::backend::cpu()),
-        #[cfg(feature = "wgpu")]
-        "wgpu" | "gpu" => Ok(pollster::block_on(brainsam::backend::gpu())
-            .map_err(|e| format!("no GPU adapter: {e}"))?),
-        other => Err(format!(
-            "backend `{other}` is not available in this build (ndarray{})",
-            if cfg!(feature = "wgpu") { ", wgpu" } else { "" }
-        )
-        .into()),
-    }
-}
 
 /// The model shipped in `weights/` (the repository's, or `$BRAINSAM_WEIGHTS`).
 pub fn bundled_model() -> PathBuf {
@@ -50,15 +36,57 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// `--focus` of segment and evaluate.
+/// `--focus` of segment, evaluate and convert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FocusChoice {
+    /// As the model was trained (its checkpoint's metadata).
+    Auto,
+    /// On the whole slice.
+    Off,
+    /// On a window around each prompt.
+    Window(Focus),
+}
+
+/// `auto`, `off` or CONTEXT,MIN_SIDE (clap's value parser for `--focus`).
+pub fn parse_focus(s: &str) -> Result<FocusChoice, String> {
+    match s.trim() {
+        "auto" => Ok(FocusChoice::Auto),
+        "off" => Ok(FocusChoice::Off),
+        s => {
+            let bad = || "expected auto, off or CONTEXT,MIN_SIDE".to_string();
+            let (c, m) = s.split_once(',').ok_or_else(bad)?;
+            let f = Focus {
+                context: c.trim().parse().map_err(|_| bad())?,
+                min_side: m.trim().parse().map_err(|_| bad())?,
+            };
+            if !f.valid() {
+                return Err("CONTEXT must be >= 1, MIN_SIDE > 0".into());
+            }
+            Ok(FocusChoice::Window(f))
+        }
+    }
+}
+
+impl FocusChoice {
+    /// The focus to use with a model trained for `of_model`.
+    pub fn resolve(self, of_model: Option<Focus>) -> Option<Focus> {
+        match self {
+            FocusChoice::Auto => of_model,
+            FocusChoice::Off => None,
+            FocusChoice::Window(f) => Some(f),
+        }
+    }
+}
+
+/// `--focus` and `--flip-average` of segment and evaluate.
 #[derive(clap::Args, Debug, Clone)]
 pub struct FocusArg {
     /// Where each prompt is predicted: `auto` (as the model was trained, from its
     /// checkpoint's metadata), `off` (on the whole slice), or CONTEXT,MIN_SIDE: on a square
     /// window of CONTEXT × the prompt's larger side (at least MIN_SIDE px) around the
     /// prompt, enlarged to the model input.
-    #[arg(long = "focus", default_value = "auto")]
-    pub focus: String,
+    #[arg(long = "focus", default_value = "auto", value_parser = parse_focus)]
+    pub focus: FocusChoice,
     /// With a focus, also predict on each window's left-right mirror and average the two
     /// (twice the encoder time).
     #[arg(long)]
@@ -76,30 +104,11 @@ impl FocusArg {
 
     /// The focus to use, refusing flags that do not fit together (before any work).
     pub fn checked(&self, of_model: Option<Focus>) -> Res<Option<Focus>> {
-        let focus = self.resolve(of_model)?;
+        let focus = self.focus.resolve(of_model);
         if self.flip_average && focus.is_none() {
             return Err("--flip-average needs a focus (a windowed model or --focus C,M)".into());
         }
         Ok(focus)
-    }
-
-    pub fn resolve(&self, of_model: Option<Focus>) -> Res<Option<Focus>> {
-        match self.focus.trim() {
-            "auto" => Ok(of_model),
-            "off" => Ok(None),
-            s => {
-                let bad = || format!("--focus {s}: expected auto, off or CONTEXT,MIN_SIDE");
-                let (c, m) = s.split_once(',').ok_or_else(bad)?;
-                let f = Focus {
-                    context: c.trim().parse().map_err(|_| bad())?,
-                    min_side: m.trim().parse().map_err(|_| bad())?,
-                };
-                if !f.valid() {
-                    return Err(format!("--focus {s}: CONTEXT must be >= 1, MIN_SIDE > 0").into());
-                }
-                Ok(Some(f))
-            }
-        }
     }
 }
 
@@ -175,13 +184,31 @@ pub fn common(labels: &LabelVolume) -> LabelVolume {
     to_common(labels, Convention::FreeSurfer, false)
 }
 
-/// Real (image, labels) pairs of a dataset, canonical, labels in common ids.
-pub fn load_pairs(spec: &str) -> Res<Vec<(String, Volume<f32>, LabelVolume)>> {
-    let (name, root) = spec
+/// `--pairs DATASET:FOLDER`: a dataset's image+label pairs in its published layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairsSpec {
+    pub dataset: Dataset,
+    pub folder: PathBuf,
+    /// As given, for the run's record.
+    pub text: String,
+}
+
+/// Clap's value parser for `--pairs`.
+pub fn parse_pairs(s: &str) -> Result<PairsSpec, String> {
+    let (name, root) = s
         .split_once(':')
-        .ok_or_else(|| format!("--pairs wants DATASET:FOLDER, got `{spec}`"))?;
+        .ok_or_else(|| "expected DATASET:FOLDER".to_string())?;
+    Ok(PairsSpec {
+        dataset: Dataset::parse(name).map_err(|e| e.to_string())?,
+        folder: PathBuf::from(root),
+        text: s.to_string(),
+    })
+}
+
+/// Real (image, labels) pairs of a dataset, canonical, labels in common ids.
+pub fn load_pairs(spec: &PairsSpec) -> Res<Vec<(String, Volume<f32>, LabelVolume)>> {
     let mut out = Vec::new();
-    for pair in discover(Dataset::parse(name)?, Path::new(root))? {
+    for pair in discover(spec.dataset, &spec.folder)? {
         let (image, labels) = pair.load()?;
         let Some(image) = image else { continue };
         out.push((
@@ -191,15 +218,19 @@ pub fn load_pairs(spec: &str) -> Res<Vec<(String, Volume<f32>, LabelVolume)>> {
         ));
     }
     if out.is_empty() {
-        return Err(format!("no image+label pairs found for {spec}").into());
+        return Err(format!("no image+label pairs found for {}", spec.text).into());
     }
     Ok(out)
 }
 
-/// Parses a comma list of common structure ids, or "all" for the sixteen.
-pub fn parse_labels(s: &str) -> Res<Vec<i32>> {
+/// `--labels`: common structure ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Structures(pub Vec<i32>);
+
+/// A comma list of common structure ids, or "all" for the sixteen (clap's value parser).
+pub fn parse_structures(s: &str) -> Result<Structures, String> {
     if s == "all" {
-        return Ok((1..=16).collect());
+        return Ok(Structures((1..=16).collect()));
     }
     s.split(',')
         .map(|t| {
@@ -209,9 +240,10 @@ pub fn parse_labels(s: &str) -> Res<Vec<i32>> {
                 .map_err(|_| format!("bad structure id `{t}`"))?;
             brainsam::data::labels::structure(v)
                 .map(|_| v)
-                .ok_or_else(|| format!("structure id {v} is not one of 1..=16").into())
+                .ok_or_else(|| format!("structure id {v} is not one of 1..=16"))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Structures)
 }
 
 /// Blocks on a future natively (the browser awaits instead).

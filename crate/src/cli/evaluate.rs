@@ -1,19 +1,22 @@
 //! `brainsam evaluate`: 3-D Dice of prompted slice-by-slice segmentation on held-out subjects
 //! (synthetic images of a chosen contrast from label maps, or real image+label pairs).
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use brainsam::data::labels::{kind, structure};
+use brainsam::data::metrics::dice;
 use brainsam::data::rng::Rng;
 use brainsam::data::slicing::{self};
 use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
 use brainsam::data::{LabelVolume, Volume};
+use brainsam::model::Sam;
 use brainsam::segment::{bbox, interior_point, End, Session, SlicePrompt, StopRules};
 
+use super::choices::{name, Axis, Backend};
 use super::common::{
-    device, label_maps, load_label_map, load_model, load_pairs, parse_labels, AwaitNative,
-    FocusArg, Res,
+    label_maps, load_label_map, load_model, load_pairs, parse_pairs, parse_structures, AwaitNative,
+    FocusArg, PairsSpec, Res, Structures,
 };
 
 #[derive(clap::Args, Debug)]
@@ -31,32 +34,29 @@ pub struct EvaluateArgs {
     #[arg(long, value_delimiter = ',')]
     pub subjects: Vec<String>,
     /// Real image+label pairs instead: DATASET:FOLDER.
-    #[arg(long)]
-    pub pairs: Option<String>,
-    /// Synthetic contrast: t1, t2, pd, flair or random.
-    #[arg(long, default_value = "t1")]
-    pub contrast: String,
-    /// box (the structure's bounding box on each slice), point (one positive click at
-    /// the interior-most pixel of each slice), box-fill: no model, each box filled — the
-    /// baseline a model must beat, or propagate: one box on the structure's largest slice,
-    /// then the 3-D propagation of the app's "whole structure" button.
+    #[arg(long, value_parser = parse_pairs)]
+    pub pairs: Option<PairsSpec>,
+    /// Synthetic contrast.
+    #[arg(long, default_value = "t1", ignore_case = true)]
+    pub contrast: Contrast,
+    /// How each structure is prompted.
     #[arg(long, default_value = "box")]
-    pub prompt: String,
+    pub prompt: PromptKind,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// axial, coronal or sagittal.
+    /// Slice direction.
     #[arg(long, default_value = "axial")]
-    pub axis: String,
-    /// Structures (common ids) or "all".
-    #[arg(long, default_value = "all")]
-    pub labels: String,
+    pub axis: Axis,
+    /// Structures (common ids, comma-separated) or "all".
+    #[arg(long, default_value = "all", value_parser = parse_structures)]
+    pub labels: Structures,
     #[arg(long, default_value = "ndarray")]
-    pub backend: String,
+    pub backend: Backend,
     /// With --prompt propagate: the `default` stop rules, or the first release's `legacy`
     /// ones, for comparison; `,name=value` pairs change single rules (e.g.
     /// `default,max_extent=0.8`) to tune them on held-out subjects.
-    #[arg(long, default_value = "default")]
-    pub stop_rules: String,
+    #[arg(long, default_value = "default", value_parser = parse_stop_rules)]
+    pub stop_rules: StopRules,
     /// Do not tell a model with structure embeddings which structure each prompt is for
     /// (by default it is told, as the page and `segment` tell it).
     #[arg(long)]
@@ -69,6 +69,20 @@ pub struct EvaluateArgs {
     pub save: Option<PathBuf>,
 }
 
+/// `--prompt` of evaluate.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKind {
+    /// The structure's bounding box on each slice.
+    Box,
+    /// One positive click at the interior-most pixel of each slice.
+    Point,
+    /// No model: each slice's box filled, the baseline a model must beat.
+    BoxFill,
+    /// One box on the structure's largest slice, then the 3-D propagation of the app's
+    /// "whole structure" button.
+    Propagate,
+}
+
 /// Per structure: |P ∩ T|, |P|, |T| summed over slices.
 #[derive(Default, Clone, Copy)]
 struct Counts {
@@ -78,246 +92,354 @@ struct Counts {
 }
 
 impl Counts {
-    fn dice(&self) -> f64 {
-        if self.pred + self.truth == 0 {
-            1.0
-        } else {
-            2.0 * self.inter as f64 / (self.pred + self.truth) as f64
-        }
+    /// None when the structure is in neither prediction nor truth (`data::metrics::dice`).
+    fn dice(&self) -> Option<f64> {
+        dice(self.inter, self.pred, self.truth)
     }
 }
 
-/// A subject to evaluate: name, and either a real image and labels or a label map to
-/// synthesise from.
-type Subject = (
-    String,
-    Option<Volume<f32>>,
-    Option<LabelVolume>,
-    Option<PathBuf>,
-);
+/// A subject to evaluate: a real image with its labels, or a label map to synthesise from.
+enum Subject {
+    Real {
+        name: String,
+        /// The image and its truth (boxed: volumes are large beside a path).
+        pair: Box<(Volume<f32>, LabelVolume)>,
+    },
+    Synthetic {
+        name: String,
+        label_map: PathBuf,
+    },
+}
 
-pub fn run(a: &EvaluateArgs) -> Res {
-    let device = device(&a.backend)?;
-    let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
-    a.focus.checked(of_model)?; // refuse bad focus flags before synthesising anything
-    let labels = parse_labels(&a.labels)?;
-    let axis = match a.axis.as_str() {
-        "sagittal" => 0,
-        "coronal" => 1,
-        "axial" => 2,
-        o => return Err(format!("--axis is axial, coronal or sagittal, not `{o}`").into()),
-    };
-    let (use_points, fill_box, propagate) = match a.prompt.as_str() {
-        "box" => (false, false, false),
-        "point" => (true, false, false),
-        "box-fill" => (false, true, false),
-        "propagate" => (false, false, true),
-        o => {
-            return Err(format!("--prompt is box, point, box-fill or propagate, not `{o}`").into())
+impl Subject {
+    fn name(&self) -> &str {
+        match self {
+            Subject::Real { name, .. } | Subject::Synthetic { name, .. } => name,
         }
-    };
-    let rules = stop_rules(&a.stop_rules)?;
-    // The structure each prompt is for, when the model can be told.
-    let told = sam.prompt_encoder.knows_structures() && !a.unnamed;
-    let named = |l: i32| if told { kind(l) } else { None };
-    let contrast = Contrast::parse(&a.contrast)?;
-    let mut subjects: Vec<Subject> = Vec::new();
-    match (&a.label_maps, &a.pairs) {
-        (Some(dir), None) => {
-            for (name, path) in label_maps(dir, &a.subjects)? {
-                subjects.push((name, None, None, Some(path)));
-            }
-        }
-        (None, Some(spec)) => {
-            for (name, img, lab) in load_pairs(spec)? {
-                subjects.push((name, Some(img), Some(lab), None));
-            }
-        }
-        _ => return Err("give either --label-maps or --pairs".into()),
     }
-    println!(
-        "evaluate: {} subject(s), {} prompts{}, {} slices, {}",
-        subjects.len(),
-        a.prompt,
-        if told { " naming their structure" } else { "" },
-        a.axis,
-        if a.pairs.is_some() {
-            "real images".to_string()
-        } else {
-            format!("synthetic {} (seed {})", contrast.name(), a.seed)
-        }
-    );
-    let mut all = Vec::new();
-    let mut per_structure = vec![Vec::new(); labels.len()];
-    for (name, image, truth, path) in subjects {
-        let t0 = Instant::now();
-        let (image, truth) = match (image, truth, path) {
-            (Some(i), Some(t), _) => (i, t),
-            (_, _, Some(p)) => {
-                let lab = load_label_map(&p)?;
+
+    /// The image and its truth (common ids); a synthetic one follows `seed` and the name.
+    fn load(self, contrast: Contrast, seed: u64) -> Res<(Volume<f32>, LabelVolume)> {
+        match self {
+            Subject::Real { pair, .. } => Ok(*pair),
+            Subject::Synthetic { name, label_map } => {
+                let lab = load_label_map(&label_map)?;
                 let cfg = match contrast {
                     Contrast::Random => SynthConfig::randomized(),
                     c => SynthConfig::preset(c),
                 };
                 // Per subject seed: the same --seed gives the same images.
                 let s = Rng::new(
-                    a.seed
-                        ^ name
-                            .bytes()
-                            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)),
+                    seed ^ name
+                        .bytes()
+                        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)),
                 )
                 .next_u64();
                 let (image, deformed) = synthesize(&lab, &cfg, s)?;
-                (image, super::common::common(&deformed))
+                Ok((image, super::common::common(&deformed)))
             }
-            _ => continue,
-        };
+        }
+    }
+}
+
+/// The subjects of `--label-maps` or `--pairs`.
+fn subjects(a: &EvaluateArgs) -> Res<Vec<Subject>> {
+    match (&a.label_maps, &a.pairs) {
+        (Some(dir), None) => Ok(label_maps(dir, &a.subjects)?
+            .into_iter()
+            .map(|(name, label_map)| Subject::Synthetic { name, label_map })
+            .collect()),
+        (None, Some(spec)) => Ok(load_pairs(spec)?
+            .into_iter()
+            .map(|(name, image, truth)| Subject::Real {
+                name,
+                pair: Box::new((image, truth)),
+            })
+            .collect()),
+        _ => Err("give either --label-maps or --pairs".into()),
+    }
+}
+
+/// What is evaluated on every subject: the model, the slices and the prompts.
+struct Evaluation<'a> {
+    sam: &'a Sam,
+    axis: usize,
+    labels: &'a [i32],
+    prompt: PromptKind,
+    /// The model is told which structure each prompt is for.
+    told: bool,
+    rules: StopRules,
+    /// Keep the predicted label volume (for `--save`).
+    keep: bool,
+}
+
+/// One subject's result.
+struct Scored {
+    /// Per structure of `labels`.
+    counts: Vec<Counts>,
+    /// With `--prompt propagate`, per structure: how its walks ended, if it was found.
+    stops: Option<Vec<Option<Walked>>>,
+    prompts: usize,
+    /// The predicted label volume, when kept.
+    predicted: Option<Vec<i32>>,
+}
+
+pub fn run(a: &EvaluateArgs) -> Res {
+    let device = a.backend.device()?;
+    let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    a.focus.checked(of_model)?; // refuse bad focus flags before synthesising anything
+    let labels = &a.labels.0;
+    let ev = Evaluation {
+        sam: &sam,
+        axis: a.axis.index(),
+        labels,
+        prompt: a.prompt,
+        told: sam.prompt_encoder.knows_structures() && !a.unnamed,
+        rules: a.stop_rules,
+        keep: a.save.is_some(),
+    };
+    let subjects = subjects(a)?;
+    print_header(a, subjects.len(), ev.told);
+    let mut per_structure = vec![Vec::new(); labels.len()];
+    let mut all = Vec::new();
+    for subject in subjects {
+        let t0 = Instant::now();
+        let name = subject.name().to_string();
+        let (image, truth) = subject.load(a.contrast, a.seed)?;
         let mut session = Session::new(&image, device.clone())?;
         a.focus.apply(&mut session, of_model)?;
-        let mut counts = vec![Counts::default(); labels.len()];
-        let mut stops = vec![None; labels.len()];
-        let mut prompts = 0;
-        let mut predicted = a.save.as_ref().map(|_| vec![0i32; truth.data.len()]);
-        if propagate {
-            let largest = largest_sections(&truth, axis, &labels);
-            for (k, &l) in labels.iter().enumerate() {
-                (counts[k], stops[k]) = propagated(
-                    &sam,
-                    &mut session,
-                    &truth,
-                    axis,
-                    (l, named(l)),
-                    largest[k],
-                    &rules,
-                )?;
-                prompts += 1;
-            }
-        } else {
-            for index in 0..truth.dims[axis] {
-                let tp = slicing::slice(&truth, axis, index)?;
-                for (k, &l) in labels.iter().enumerate() {
-                    let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
-                    let area = mask.iter().filter(|m| **m != 0).count() as u64;
-                    if area == 0 {
-                        continue;
-                    }
-                    let prompt = if use_points {
-                        let Some((u, v)) = interior_point(&mask, tp.rows, tp.cols) else {
-                            continue;
-                        };
-                        SlicePrompt {
-                            points: vec![[u as f32, v as f32, 1.0]],
-                            structure: named(l),
-                            ..Default::default()
-                        }
-                    } else {
-                        let Some([u0, v0, u1, v1]) = bbox(&mask, tp.rows, tp.cols) else {
-                            continue;
-                        };
-                        SlicePrompt {
-                            bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
-                            structure: named(l),
-                            ..Default::default()
-                        }
-                    };
-                    let pred = match prompt.bbox {
-                        Some(b) if fill_box => box_filled(b, tp.rows, tp.cols),
-                        _ => {
-                            session
-                                .predict(&sam, axis, index, &prompt)
-                                .await_native()?
-                                .data
-                        }
-                    };
-                    prompts += 1;
-                    if let Some(vol) = predicted.as_mut() {
-                        paint(vol, truth.dims, axis, index, tp.cols, &pred, l)?;
-                    }
-                    let c = &mut counts[k];
-                    c.truth += area;
-                    for (p, t) in pred.iter().zip(&mask) {
-                        c.pred += u64::from(*p != 0);
-                        c.inter += u64::from(*p != 0 && *t != 0);
-                    }
-                }
-                session.clear_cache(); // each slice is visited once
-            }
-        }
-        if let (Some(dir), Some(vol)) = (&a.save, predicted) {
+        let mut scored = match a.prompt {
+            PromptKind::Propagate => ev.propagated(&mut session, &truth)?,
+            _ => ev.slices(&mut session, &truth)?,
+        };
+        if let (Some(dir), Some(vol)) = (&a.save, scored.predicted.take()) {
             save_subject(dir, &name, &image, &truth, vol)?;
         }
-        let dices: Vec<f64> = counts.iter().map(Counts::dice).collect();
-        let mean = dices.iter().sum::<f64>() / dices.len().max(1) as f64;
-        let parts: Vec<String> = labels
-            .iter()
-            .zip(&dices)
-            .map(|(l, d)| format!("{}={d:.3}", structure(*l).map_or("?", |s| s.name)))
-            .collect();
-        println!(
-            "{name}: mean {mean:.4} ({prompts} prompts, {:.1?}) {}",
-            t0.elapsed(),
-            parts.join(" ")
-        );
-        if propagate {
-            // Leaks (> 1) and early stops (< 1) look alike in Dice.
-            let ratios: Vec<String> = labels
-                .iter()
-                .zip(&counts)
-                .map(|(l, c)| {
-                    let r = c.pred as f64 / c.truth.max(1) as f64;
-                    format!("{}={r:.2}", structure(*l).map_or("?", |s| s.name))
-                })
-                .collect();
-            println!("{name}: predicted/true volume {}", ratios.join(" "));
-            // Where each walk ended (slices kept beyond the seed, up and down) and why.
-            let why: Vec<String> = labels
-                .iter()
-                .zip(&stops)
-                .filter_map(|(l, e): (&i32, &Option<Walked>)| {
-                    let ([up, down], seed) = (*e)?;
-                    Some(format!(
-                        "{}=+{}:{}/-{}:{}",
-                        structure(*l).map_or("?", |s| s.name),
-                        up.last - seed,
-                        up.reason.code(),
-                        seed - down.last,
-                        down.reason.code()
-                    ))
-                })
-                .collect();
-            println!("{name}: stops {}", why.join(" "));
-        }
+        let dices: Vec<Option<f64>> = scored.counts.iter().map(Counts::dice).collect();
+        print_subject(&name, labels, &scored, &dices, t0.elapsed());
         for (k, d) in dices.iter().enumerate() {
-            per_structure[k].push(*d);
+            per_structure[k].extend(*d);
         }
-        all.extend(dices);
+        all.extend(dices.into_iter().flatten());
     }
-    println!("per structure (mean over subjects):");
-    for (l, ds) in labels.iter().zip(&per_structure) {
-        let m = ds.iter().sum::<f64>() / ds.len().max(1) as f64;
-        println!("  {:<20} {m:.4}", structure(*l).map_or("?", |s| s.name));
-    }
-    let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
-    println!("mean_dice={mean:.4}");
+    print_means(labels, &per_structure, &all);
     Ok(())
 }
 
-/// `default` or `legacy`, then optional `,name=value` overrides.
-fn stop_rules(spec: &str) -> Res<StopRules> {
+/// The first line: what is evaluated on what.
+fn print_header(a: &EvaluateArgs, subjects: usize, told: bool) {
+    println!(
+        "evaluate: {subjects} subject(s), {} prompts{}, {} slices, {}",
+        name(&a.prompt),
+        if told { " naming their structure" } else { "" },
+        name(&a.axis),
+        if a.pairs.is_some() {
+            "real images".to_string()
+        } else {
+            format!("synthetic {} (seed {})", a.contrast.name(), a.seed)
+        }
+    );
+}
+
+/// A subject's Dice per structure and, for propagation, volume ratios and where it stopped.
+fn print_subject(
+    name: &str,
+    labels: &[i32],
+    scored: &Scored,
+    dices: &[Option<f64>],
+    took: Duration,
+) {
+    let short = |l: &i32| structure(*l).map_or("?", |s| s.name);
+    let defined: Vec<f64> = dices.iter().flatten().copied().collect();
+    let parts: Vec<String> = labels
+        .iter()
+        .zip(dices)
+        .map(|(l, d)| format!("{}={}", short(l), fixed(*d, 3)))
+        .collect();
+    println!(
+        "{name}: mean {} ({} prompts, {took:.1?}) {}",
+        fixed(mean(&defined), 4),
+        scored.prompts,
+        parts.join(" ")
+    );
+    let Some(stops) = &scored.stops else {
+        return;
+    };
+    // Leaks (> 1) and early stops (< 1) look alike in Dice.
+    let ratios: Vec<String> = labels
+        .iter()
+        .zip(&scored.counts)
+        .map(|(l, c)| {
+            let r = c.pred as f64 / c.truth.max(1) as f64;
+            format!("{}={r:.2}", short(l))
+        })
+        .collect();
+    println!("{name}: predicted/true volume {}", ratios.join(" "));
+    // Where each walk ended (slices kept beyond the seed, up and down) and why.
+    let why: Vec<String> = labels
+        .iter()
+        .zip(stops)
+        .filter_map(|(l, e)| {
+            let ([up, down], seed) = (*e)?;
+            Some(format!(
+                "{}=+{}:{}/-{}:{}",
+                short(l),
+                up.last - seed,
+                up.reason.code(),
+                seed - down.last,
+                down.reason.code()
+            ))
+        })
+        .collect();
+    println!("{name}: stops {}", why.join(" "));
+}
+
+/// Per structure over subjects, then over every (subject, structure) where Dice is defined:
+/// the last line is `mean_dice=…`.
+fn print_means(labels: &[i32], per_structure: &[Vec<f64>], all: &[f64]) {
+    println!("per structure (mean over subjects):");
+    for (l, ds) in labels.iter().zip(per_structure) {
+        println!(
+            "  {:<20} {}",
+            structure(*l).map_or("?", |s| s.name),
+            fixed(mean(ds), 4)
+        );
+    }
+    println!("mean_dice={}", fixed(mean(all), 4));
+}
+
+/// The mean, None for no values.
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// `digits` decimals, or `n/a` where Dice is undefined.
+fn fixed(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.digits$}"))
+}
+
+impl Evaluation<'_> {
+    /// The structure told to the model for label `l`, if it is told.
+    fn named(&self, l: i32) -> Option<usize> {
+        if self.told {
+            kind(l)
+        } else {
+            None
+        }
+    }
+
+    /// Box, point or filled-box prompts on every slice where each structure is.
+    fn slices(&self, session: &mut Session, truth: &LabelVolume) -> Res<Scored> {
+        let axis = self.axis;
+        let mut counts = vec![Counts::default(); self.labels.len()];
+        let mut prompts = 0;
+        let mut predicted = self.keep.then(|| vec![0i32; truth.data.len()]);
+        for index in 0..truth.dims[axis] {
+            let tp = slicing::slice(truth, axis, index)?;
+            for (k, &l) in self.labels.iter().enumerate() {
+                let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
+                let area = mask.iter().filter(|m| **m != 0).count() as u64;
+                if area == 0 {
+                    continue;
+                }
+                let Some(prompt) = self.slice_prompt(&mask, tp.rows, tp.cols, l) else {
+                    continue;
+                };
+                let pred = match prompt.bbox {
+                    Some(b) if self.prompt == PromptKind::BoxFill => {
+                        box_filled(b, tp.rows, tp.cols)
+                    }
+                    _ => {
+                        session
+                            .predict(self.sam, axis, index, &prompt)
+                            .await_native()?
+                            .data
+                    }
+                };
+                prompts += 1;
+                if let Some(vol) = predicted.as_mut() {
+                    paint(vol, truth.dims, axis, index, tp.cols, &pred, l)?;
+                }
+                let c = &mut counts[k];
+                c.truth += area;
+                for (p, t) in pred.iter().zip(&mask) {
+                    c.pred += u64::from(*p != 0);
+                    c.inter += u64::from(*p != 0 && *t != 0);
+                }
+            }
+            session.clear_cache(); // each slice is visited once
+        }
+        Ok(Scored {
+            counts,
+            stops: None,
+            prompts,
+            predicted,
+        })
+    }
+
+    /// The prompt for structure `l`'s `mask` on one slice: one interior point, or its box.
+    fn slice_prompt(&self, mask: &[u8], rows: usize, cols: usize, l: i32) -> Option<SlicePrompt> {
+        let structure = self.named(l);
+        Some(if self.prompt == PromptKind::Point {
+            let (u, v) = interior_point(mask, rows, cols)?;
+            SlicePrompt {
+                points: vec![[u as f32, v as f32, 1.0]],
+                structure,
+                ..Default::default()
+            }
+        } else {
+            let [u0, v0, u1, v1] = bbox(mask, rows, cols)?;
+            SlicePrompt {
+                bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
+                structure,
+                ..Default::default()
+            }
+        })
+    }
+
+    /// One box per structure on its largest section, propagated through the volume.
+    fn propagated(&self, session: &mut Session, truth: &LabelVolume) -> Res<Scored> {
+        let largest = largest_sections(truth, self.axis, self.labels);
+        let mut counts = Vec::with_capacity(self.labels.len());
+        let mut stops = Vec::with_capacity(self.labels.len());
+        for (k, &l) in self.labels.iter().enumerate() {
+            let (c, s) = propagated(
+                self.sam,
+                session,
+                truth,
+                self.axis,
+                (l, self.named(l)),
+                largest[k],
+                &self.rules,
+            )?;
+            counts.push(c);
+            stops.push(s);
+        }
+        Ok(Scored {
+            counts,
+            stops: Some(stops),
+            prompts: self.labels.len(),
+            predicted: self.keep.then(|| vec![0i32; truth.data.len()]),
+        })
+    }
+}
+
+/// `default` or `legacy`, then optional `,name=value` overrides (clap's value parser).
+pub fn parse_stop_rules(spec: &str) -> Result<StopRules, String> {
     let mut parts = spec.split(',');
     let mut r = match parts.next().map(str::trim) {
         Some("default") => StopRules::default(),
         Some("legacy") => StopRules::legacy(),
-        o => return Err(format!("--stop-rules starts with default or legacy, not `{o:?}`").into()),
+        o => return Err(format!("starts with default or legacy, not `{o:?}`")),
     };
     for kv in parts {
         let (k, v) = kv
             .split_once('=')
-            .ok_or_else(|| format!("--stop-rules: `{kv}` is not name=value"))?;
+            .ok_or_else(|| format!("`{kv}` is not name=value"))?;
         let v: f64 = v
             .trim()
             .parse()
-            .map_err(|_| format!("--stop-rules: `{v}` is not a number"))?;
+            .map_err(|_| format!("`{v}` is not a number"))?;
         match k.trim() {
             "min_area" => r.min_area = v as usize,
             "max_growth" => r.max_growth = v,
@@ -327,7 +449,7 @@ fn stop_rules(spec: &str) -> Res<StopRules> {
             "max_regrowth" => r.max_regrowth = v,
             "max_extent" => r.max_extent = v,
             "box_margin" => r.box_margin = v as f32,
-            o => return Err(format!("--stop-rules: no rule `{o}`").into()),
+            o => return Err(format!("no rule `{o}`")),
         }
     }
     Ok(r)
@@ -433,7 +555,7 @@ fn paint(
 
 /// `<name>_image.nii.gz`, `<name>_truth.nii.gz` and `<name>_pred.nii.gz` in `dir`.
 fn save_subject(
-    dir: &std::path::Path,
+    dir: &Path,
     name: &str,
     image: &Volume<f32>,
     truth: &LabelVolume,

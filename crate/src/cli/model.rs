@@ -11,7 +11,8 @@ use brainsam::model::{Geometry, Sam};
 use brainsam::segment::Focus;
 use brainsam::weights::{write_safetensors, StateDict};
 
-use super::common::{focus_metadata, FocusArg};
+use super::choices::name;
+use super::common::{focus_metadata, parse_focus, FocusChoice};
 
 type Res = Result<(), Box<dyn Error>>;
 
@@ -32,8 +33,8 @@ pub struct ConvertArgs {
     pub half: bool,
     /// The focus the model was trained for (`train --focus-prob`), as CONTEXT,MIN_SIDE, or
     /// `off`; by default the input's own is kept.
-    #[arg(long)]
-    pub focus: Option<String>,
+    #[arg(long, value_parser = parse_focus)]
+    pub focus: Option<FocusChoice>,
     /// Average the input with these checkpoints (same geometry), e.g. runs fine-tuned from
     /// one model with different seeds ("model soup"); repeatable.
     #[arg(long)]
@@ -53,9 +54,9 @@ pub struct InitArgs {
     /// Output .safetensors file.
     #[arg(long)]
     pub out: PathBuf,
-    /// vit_b, vit_l or vit_h; otherwise the custom geometry flags apply.
+    /// Meta's geometry of this name; otherwise the custom geometry flags apply.
     #[arg(long)]
-    pub preset: Option<String>,
+    pub preset: Option<Preset>,
     #[arg(long, default_value_t = 64)]
     pub embed_dim: usize,
     #[arg(long, default_value_t = 4)]
@@ -77,6 +78,17 @@ pub struct InitArgs {
     pub seed: u64,
     #[arg(long)]
     pub half: bool,
+}
+
+/// `--preset` of init: SAM's image encoders.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    #[value(name = "vit_b")]
+    VitB,
+    #[value(name = "vit_l")]
+    VitL,
+    #[value(name = "vit_h")]
+    VitH,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Box<dyn Error>> {
@@ -166,11 +178,7 @@ pub fn convert(a: &ConvertArgs) -> Res {
     }
     let mut meta = metadata(&g);
     let focus = match &a.focus {
-        Some(f) => FocusArg {
-            focus: f.clone(),
-            flip_average: false,
-        }
-        .resolve(None)?,
+        Some(f) => f.resolve(None),
         None => Focus::of_checkpoint(&read(&a.input)?),
     };
     if let Some(m) = focus_metadata(focus)? {
@@ -191,8 +199,9 @@ pub fn convert(a: &ConvertArgs) -> Res {
 
 pub fn init(a: &InitArgs) -> Res {
     let g = match &a.preset {
-        Some(p) => Geometry::preset(p)
-            .ok_or_else(|| format!("unknown preset `{p}` (vit_b, vit_l, vit_h)"))?,
+        Some(p) => {
+            Geometry::preset(&name(p)).ok_or_else(|| format!("unknown preset `{}`", name(p)))?
+        }
         None => Geometry {
             embed_dim: a.embed_dim,
             depth: a.depth,

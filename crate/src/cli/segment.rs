@@ -7,9 +7,11 @@ use std::time::Instant;
 use brainsam::data::volume::{
     is_gz_path, label_out_type, read_file, read_image, write_file, write_labels,
 };
-use brainsam::segment::{PromptFile, Session, StopRules};
+use brainsam::model::Sam;
+use brainsam::segment::{PromptFile, Session, SliceMask, StopRules};
 
-use super::common::{device, load_model, AwaitNative, FocusArg, Res};
+use super::choices::Backend;
+use super::common::{load_model, AwaitNative, FocusArg, Res};
 
 #[derive(clap::Args, Debug)]
 pub struct SegmentArgs {
@@ -32,7 +34,7 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     #[arg(long, default_value = "ndarray")]
-    pub backend: String,
+    pub backend: Backend,
     /// Do not tell the model which structure a prompt is for. By default a prompt whose
     /// `label` is one of the 16 structures' FreeSurfer values names that structure to a
     /// model trained with structure embeddings (`train --structure-prob`).
@@ -43,7 +45,7 @@ pub struct SegmentArgs {
 }
 
 pub fn run(a: &SegmentArgs) -> Res {
-    let device = device(&a.backend)?;
+    let device = a.backend.device()?;
     let loaded = read_image(&read_file(&a.image)?)?;
     for w in &loaded.warnings {
         eprintln!("warning: {}: {w}", a.image.display());
@@ -79,33 +81,15 @@ pub fn run(a: &SegmentArgs) -> Res {
                 mask.iou
             );
             if p.propagate {
-                let r = session
-                    .propagate(
-                        &sam,
-                        *axis,
-                        *index,
-                        &mask,
-                        p.prompt.structure,
-                        &StopRules::default(),
-                        &mut |_, _| {},
-                    )
-                    .await_native()?;
-                for (o, m) in canonical.iter_mut().zip(&r.mask) {
-                    if *m != 0 {
-                        *o = p.label;
-                    }
-                }
-                let [up, down] = r.ends;
-                let voxels = r.mask.iter().filter(|m| **m != 0).count();
-                println!(
-                    "prompt {i}: propagated to {voxels} voxels on canonical slices {}..={} (stopped at {}: {}; at {}: {})",
-                    down.last,
-                    up.last,
-                    up.last,
-                    up.reason.describe(),
-                    down.last,
-                    down.reason.describe()
-                );
+                propagated(
+                    &mut canonical,
+                    &mut session,
+                    &sam,
+                    (i, p.label),
+                    (*axis, *index),
+                    &mask,
+                    p.prompt.structure,
+                )?;
             }
         }
     }
@@ -124,9 +108,52 @@ pub fn run(a: &SegmentArgs) -> Res {
     Ok(())
 }
 
+/// Extends prompt `i`'s mask on slice (`axis`, `index`) through the volume and writes the
+/// structure into `canonical` with `label`.
+fn propagated(
+    canonical: &mut [i32],
+    session: &mut Session,
+    sam: &Sam,
+    (i, label): (usize, i32),
+    (axis, index): (usize, usize),
+    mask: &SliceMask,
+    structure: Option<usize>,
+) -> Res {
+    let r = session
+        .propagate(
+            sam,
+            axis,
+            index,
+            mask,
+            structure,
+            &StopRules::default(),
+            &mut |_, _| {},
+        )
+        .await_native()?;
+    for (o, m) in canonical.iter_mut().zip(&r.mask) {
+        if *m != 0 {
+            *o = label;
+        }
+    }
+    let [up, down] = r.ends;
+    let voxels = r.mask.iter().filter(|m| **m != 0).count();
+    println!(
+        "prompt {i}: propagated to {voxels} voxels on canonical slices {}..={} (stopped at {}: {}; at {}: {})",
+        down.last,
+        up.last,
+        up.last,
+        up.reason.describe(),
+        down.last,
+        down.reason.describe()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::common::FocusChoice;
+    use brainsam::data::metrics::dice;
     use brainsam::data::slicing;
     use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
     use brainsam::data::volume::{read_labels, write_image};
@@ -147,14 +174,15 @@ mod tests {
         p
     }
 
-    fn dice(a: &[u8], b: &[u8]) -> f64 {
+    /// Dice of two masks (0.0 when both are empty: the test wants the structure found).
+    fn mask_dice(a: &[u8], b: &[u8]) -> f64 {
+        let count = |m: &[u8]| m.iter().filter(|x| **x != 0).count() as u64;
         let inter = a
             .iter()
             .zip(b)
             .filter(|(x, y)| **x != 0 && **y != 0)
-            .count();
-        let n = a.iter().chain(b).filter(|x| **x != 0).count();
-        2.0 * inter as f64 / n.max(1) as f64
+            .count() as u64;
+        dice(inter, count(a), count(b)).unwrap_or(0.0)
     }
 
     /// The batch command as a user runs it: a held-out subject's synthetic T1 in its stored
@@ -211,10 +239,10 @@ mod tests {
             out: out.clone(),
             model: None, // the bundled model
             adapter: None,
-            backend: "ndarray".into(),
+            backend: Backend::Ndarray,
             unnamed: false,
             focus: FocusArg {
-                focus: "auto".into(),
+                focus: FocusChoice::Auto,
                 flip_average: false,
             },
         })
@@ -239,14 +267,14 @@ mod tests {
         // The prompted slice: a trained model with the structure's own box. The bundled model
         // scores about 0.75 in 3-D on held-out subjects; 0.6 on its largest section is a
         // regression gate, not the quality target.
-        let d = dice(&on(&seg, slice), &on(&truth, slice));
+        let d = mask_dice(&on(&seg, slice), &on(&truth, slice));
         assert!(d >= 0.6, "Dice {d:.3} on the prompted slice");
         // Propagated: more slices than the prompted one, overlapping the true structure.
         let slices = (0..dims[axis]).filter(|&s| area(&on(&seg, s)) > 0).count();
         let in3d = |vol: &LabelVolume| -> Vec<u8> {
             vol.data.iter().map(|v| u8::from(*v == PUTAMEN)).collect()
         };
-        let d3 = dice(&in3d(&seg), &in3d(&truth));
+        let d3 = mask_dice(&in3d(&seg), &in3d(&truth));
         eprintln!("segment CLI: slice Dice {d:.3}, {slices} slices, 3-D Dice {d3:.3}");
         assert!(slices > 1 && d3 >= 0.3, "{slices} slices, 3-D Dice {d3:.3}");
         std::fs::remove_dir_all(&dir).ok();

@@ -14,9 +14,9 @@ pub struct SynthArgs {
     /// Label map (.nii or .nii.gz, FreeSurfer aseg values).
     #[arg(long)]
     pub label_map: PathBuf,
-    /// Contrast: t1, t2, pd, flair or random (full domain randomisation).
-    #[arg(long, default_value = "t1")]
-    pub contrast: String,
+    /// Contrast to imitate.
+    #[arg(long, default_value = "t1", ignore_case = true)]
+    pub contrast: Contrast,
     /// Random seed; the same seed gives the same output.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -29,8 +29,8 @@ pub struct SynthArgs {
     /// Simulate thick slices of this thickness in mm (e.g. 5 for 1×1×5 mm).
     #[arg(long)]
     pub slice_thickness: Option<f64>,
-    /// Voxel axis (0, 1, 2) of the thick slices; random if omitted.
-    #[arg(long)]
+    /// Voxel axis (0, 1, 2, as stored) of the thick slices; random if omitted.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..3))]
     pub slice_axis: Option<usize>,
     /// Also write montage.png (three planes with subcortical outlines).
     #[arg(long)]
@@ -38,7 +38,7 @@ pub struct SynthArgs {
 }
 
 pub fn run(args: &SynthArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let contrast = Contrast::parse(&args.contrast)?;
+    let contrast = args.contrast;
     let loaded = read_labels(&read_file(&args.label_map)?)?;
     for w in &loaded.warnings {
         eprintln!("warning: {}: {w}", args.label_map.display());
@@ -55,9 +55,6 @@ pub fn run(args: &SynthArgs) -> Result<(), Box<dyn std::error::Error>> {
             return Err(
                 format!("--slice-thickness must be a positive number of mm, got {t}").into(),
             );
-        }
-        if args.slice_axis.is_some_and(|a| a > 2) {
-            return Err("--slice-axis must be 0, 1 or 2".into());
         }
         cfg.low_res_prob = 1.0;
         cfg.low_res = LowRes {

@@ -3,21 +3,24 @@
 
 use std::path::PathBuf;
 
+use brainsam::data::synth::Contrast;
 use brainsam::model::adapter::{adapter_bytes, adapter_params, AdapterMeta};
 use brainsam::model::checkpoint::state_dict;
 use brainsam::model::lora::{LoraConfig, LoraTarget};
-use brainsam::model::Geometry;
+use brainsam::model::{Geometry, Sam};
 use brainsam::train::plot::curve_png;
 use brainsam::train::sampler::SamplerConfig;
 use brainsam::train::schedule::Decay;
-use brainsam::train::trainer::{train, TrainConfig, TrainVolume};
+use brainsam::train::trainer::{train, StepLog, TrainConfig, TrainVolume};
 use brainsam::train::LossWeights;
 use brainsam::weights::write_safetensors;
+use burn::prelude::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::choices::{Axis, Backend};
 use super::common::{
-    device, focus_metadata, label_maps, load_label_map, load_model, load_pairs, parse_labels, read,
-    sha256_hex, Res,
+    focus_metadata, label_maps, load_label_map, load_model, load_pairs, parse_pairs,
+    parse_structures, read, sha256_hex, PairsSpec, Res, Structures,
 };
 use super::train_log::TrainLog;
 
@@ -32,8 +35,8 @@ pub struct TrainArgs {
     pub model: Option<PathBuf>,
     /// Train a new model of this geometry (JSON, as in weights/manifest.json) from random
     /// weights, every parameter trainable.
-    #[arg(long, conflicts_with = "model")]
-    pub from_scratch: Option<String>,
+    #[arg(long, conflicts_with = "model", value_parser = parse_geometry)]
+    pub from_scratch: Option<Geometry>,
     /// Train every weight of --model instead of adapters.
     #[arg(long)]
     pub full: bool,
@@ -44,14 +47,19 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     pub subjects: Vec<String>,
     /// Real image+label pairs: DATASET:FOLDER (ibsr, malc, lpba40, hammers, candi).
-    #[arg(long)]
-    pub pairs: Vec<String>,
-    /// Synthetic contrasts: t1, t2, pd, flair, random.
-    #[arg(long, value_delimiter = ',', default_value = "t1,t2")]
-    pub contrasts: Vec<String>,
+    #[arg(long, value_parser = parse_pairs)]
+    pub pairs: Vec<PairsSpec>,
+    /// Synthetic contrasts, comma-separated (each volume draws one).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "t1,t2",
+        ignore_case = true
+    )]
+    pub contrasts: Vec<Contrast>,
     /// Structures (common ids 1..=16, comma-separated) or "all".
-    #[arg(long, default_value = "all")]
-    pub labels: String,
+    #[arg(long, default_value = "all", value_parser = parse_structures)]
+    pub labels: Structures,
     #[arg(long, default_value_t = 2000)]
     pub steps: usize,
     /// Slices per optimiser step (gradient accumulation).
@@ -62,9 +70,9 @@ pub struct TrainArgs {
     pub prompts_per_slice: usize,
     #[arg(long, default_value_t = 24)]
     pub slices_per_volume: usize,
-    /// Slice axes: 0 sagittal, 1 coronal, 2 axial.
-    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
-    pub axes: Vec<usize>,
+    /// Slice directions, comma-separated (0, 1, 2 name them too).
+    #[arg(long, value_delimiter = ',', default_value = "sagittal,coronal,axial")]
+    pub axes: Vec<Axis>,
     /// Share of steps with point prompts (the rest use boxes).
     #[arg(long, default_value_t = 0.4)]
     pub point_prob: f64,
@@ -98,8 +106,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub warmup: usize,
     /// cosine or poly:POWER
-    #[arg(long, default_value = "cosine")]
-    pub decay: String,
+    #[arg(long, default_value = "cosine", value_parser = parse_decay)]
+    pub decay: Decay,
     #[arg(long, default_value_t = 0.05)]
     pub lr_floor: f64,
     #[arg(long, default_value_t = 0.01)]
@@ -111,9 +119,9 @@ pub struct TrainArgs {
     pub lora_rank: usize,
     #[arg(long, default_value_t = 4.0)]
     pub lora_alpha: f64,
-    /// Adapted layers: q, k, v, proj (attention), mlp (both MLP layers).
+    /// Adapted layers, comma-separated: q, k, v, proj (attention), mlp (both MLP layers).
     #[arg(long, value_delimiter = ',', default_value = "q,v")]
-    pub lora_targets: Vec<String>,
+    pub lora_targets: Vec<LoraTarget>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, default_value_t = 100)]
@@ -121,9 +129,8 @@ pub struct TrainArgs {
     /// Continue from the checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
-    /// ndarray (CPU) or wgpu.
     #[arg(long, default_value = "ndarray")]
-    pub backend: String,
+    pub backend: Backend,
     /// Volumes synthesised ahead in parallel; 0: all cores but two (at least 1).
     #[arg(long, default_value_t = 0)]
     pub data_threads: usize,
@@ -133,59 +140,40 @@ pub struct TrainArgs {
     pub max_minutes: Option<f64>,
 }
 
-fn targets(names: &[String]) -> Res<Vec<LoraTarget>> {
-    names
-        .iter()
-        .map(|n| match n.as_str() {
-            "q" => Ok(LoraTarget::Q),
-            "k" => Ok(LoraTarget::K),
-            "v" => Ok(LoraTarget::V),
-            "proj" => Ok(LoraTarget::Proj),
-            "mlp" => Ok(LoraTarget::Mlp),
-            o => Err(format!("LoRA target `{o}` is not q, k, v, proj or mlp").into()),
-        })
-        .collect()
+/// `cosine` or `poly:POWER` (clap's value parser for `--decay`).
+pub fn parse_decay(s: &str) -> Result<Decay, String> {
+    match s.split_once(':') {
+        None if s == "cosine" => Ok(Decay::Cosine),
+        Some(("poly", p)) => p
+            .parse()
+            .map(Decay::Poly)
+            .map_err(|_| format!("bad power in `{s}`")),
+        _ => Err("expected cosine or poly:POWER".into()),
+    }
 }
 
-pub fn run(a: &TrainArgs) -> Res {
-    let device = device(&a.backend)?.autodiff();
-    // Random initial weights (from scratch, adapters' A) follow --seed.
-    device.seed(a.seed);
-    let labels = parse_labels(&a.labels)?;
-    let decay = match a.decay.split_once(':') {
-        None if a.decay == "cosine" => Decay::Cosine,
-        Some(("poly", p)) => Decay::Poly(
-            p.parse()
-                .map_err(|_| format!("bad power in `{}`", a.decay))?,
-        ),
-        _ => return Err(format!("--decay is cosine or poly:POWER, got `{}`", a.decay).into()),
-    };
-    let (sam, geometry, base_hash) = match (&a.model, &a.from_scratch) {
-        (Some(m), _) => {
-            let (sam, g, _) = load_model(Some(m), None, &device)?;
-            (sam, g, sha256_hex(&read(m)?))
-        }
-        (None, Some(json)) => {
-            let g: Geometry =
-                serde_json::from_str(json).map_err(|e| format!("--from-scratch geometry: {e}"))?;
-            g.validate()?;
-            (g.config().init(&device), g, String::new())
-        }
-        (None, None) => {
-            return Err("give --model (fine-tuning) or --from-scratch GEOMETRY_JSON".into())
-        }
-    };
-    let lora = (a.model.is_some() && !a.full)
-        .then(|| {
-            targets(&a.lora_targets).map(|t| {
-                LoraConfig::new()
-                    .with_rank(a.lora_rank)
-                    .with_alpha(a.lora_alpha)
-                    .with_targets(t)
-            })
-        })
-        .transpose()?;
+/// A geometry as JSON, as in weights/manifest.json (clap's value parser).
+pub fn parse_geometry(s: &str) -> Result<Geometry, String> {
+    let g: Geometry = serde_json::from_str(s).map_err(|e| e.to_string())?;
+    g.validate().map_err(|e| e.to_string())?;
+    Ok(g)
+}
 
+/// The model to train (`--model`, or a fresh one of the `--from-scratch` geometry), its
+/// geometry and its file's sha256 (empty from scratch).
+fn base_model(a: &TrainArgs, device: &Device) -> Res<(Sam, Geometry, String)> {
+    match (&a.model, &a.from_scratch) {
+        (Some(m), _) => {
+            let (sam, g, _) = load_model(Some(m), None, device)?;
+            Ok((sam, g, sha256_hex(&read(m)?)))
+        }
+        (None, Some(g)) => Ok((g.config().init(device), g.clone(), String::new())),
+        (None, None) => Err("give --model (fine-tuning) or --from-scratch GEOMETRY_JSON".into()),
+    }
+}
+
+/// The label maps of `--label-maps` and the real pairs of `--pairs`.
+fn training_volumes(a: &TrainArgs) -> Res<Vec<TrainVolume>> {
     let mut volumes = Vec::new();
     if let Some(dir) = &a.label_maps {
         for (name, path) in label_maps(dir, &a.subjects)? {
@@ -208,12 +196,17 @@ pub fn run(a: &TrainArgs) -> Res {
     if volumes.is_empty() {
         return Err("no training data: give --label-maps and/or --pairs".into());
     }
-    let cfg = TrainConfig {
+    Ok(volumes)
+}
+
+/// The recipe of the flags.
+fn train_config(a: &TrainArgs, lora: Option<LoraConfig>) -> TrainConfig {
+    TrainConfig {
         steps: a.steps,
         slices_per_step: a.slices_per_step,
         lr: a.lr,
         warmup_steps: a.warmup,
-        decay,
+        decay: a.decay,
         lr_floor: a.lr_floor,
         weight_decay: a.weight_decay,
         loss: LossWeights {
@@ -221,7 +214,7 @@ pub fn run(a: &TrainArgs) -> Res {
             ..Default::default()
         },
         sampler: SamplerConfig {
-            axes: a.axes.clone(),
+            axes: a.axes.iter().map(|x| x.index()).collect(),
             prompts_per_slice: a.prompts_per_slice,
             point_prob: a.point_prob,
             neighbour_prob: a.neighbour_prob,
@@ -232,10 +225,10 @@ pub fn run(a: &TrainArgs) -> Res {
         },
         contrasts: a.contrasts.clone(),
         slices_per_volume: a.slices_per_volume,
-        labels: labels.clone(),
+        labels: a.labels.0.clone(),
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
-        lora: lora.clone(),
+        lora,
         correction_prob: a.correction_prob,
         structure_prob: a.structure_prob,
         data_threads: match a.data_threads {
@@ -244,13 +237,24 @@ pub fn run(a: &TrainArgs) -> Res {
                 .max(1),
             n => n,
         },
-    };
+    }
+}
+
+/// `config.json` in `--out` (recipe, geometry, subjects, base hash, pairs) and the first line.
+fn record_run(
+    a: &TrainArgs,
+    cfg: &TrainConfig,
+    geometry: &Geometry,
+    volumes: &[TrainVolume],
+    base_hash: &str,
+) -> Res {
     std::fs::create_dir_all(&a.out)
         .map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
     let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+    let pairs: Vec<&str> = a.pairs.iter().map(|p| p.text.as_str()).collect();
     let record = serde_json::json!({
-        "config": &cfg, "geometry": &geometry, "subjects": names,
-        "base_sha256": base_hash, "pairs": &a.pairs,
+        "config": cfg, "geometry": geometry, "subjects": names,
+        "base_sha256": base_hash, "pairs": pairs,
     });
     std::fs::write(
         a.out.join("config.json"),
@@ -262,13 +266,25 @@ pub fn run(a: &TrainArgs) -> Res {
         names.join(","),
         a.steps,
         a.slices_per_step,
-        if lora.is_some() {
+        if cfg.lora.is_some() {
             "LoRA adapters + prompt encoder + mask decoder"
         } else {
             "all weights"
         }
     );
+    Ok(())
+}
 
+/// Trains with a progress bar, `log.csv` and `curve.png` kept up to date; stops early
+/// after `--max-minutes`.
+fn train_with_progress(
+    a: &TrainArgs,
+    cfg: &TrainConfig,
+    sam: Sam,
+    geometry: &Geometry,
+    volumes: Vec<TrainVolume>,
+    device: &Device,
+) -> Res<Sam> {
     let mut log = TrainLog::open(&a.out.join("log.csv"), a.resume)
         .map_err(|e| format!("{}: {e}", a.out.join("log.csv").display()))?;
     let bar = ProgressBar::new(a.steps as u64);
@@ -277,7 +293,7 @@ pub fn run(a: &TrainArgs) -> Res {
     )?);
     let mut ema: Option<f32> = None;
     let started = std::time::Instant::now();
-    let mut report = |s: &brainsam::train::trainer::StepLog| {
+    let mut report = |s: &StepLog| {
         let e = ema.map_or(s.loss, |e| 0.98 * e + 0.02 * s.loss);
         ema = Some(e);
         let _ = log.record(s.step, s.loss, s.lr, s.slices_per_s);
@@ -296,17 +312,36 @@ pub fn run(a: &TrainArgs) -> Res {
             .is_none_or(|m| started.elapsed().as_secs_f64() < m * 60.0)
     };
     let sam = train(
-        &cfg,
+        cfg,
         sam,
-        &geometry,
+        geometry,
         volumes,
         &a.out,
-        &device,
+        device,
         a.resume,
         &mut report,
     )?;
     bar.finish();
     std::fs::write(a.out.join("curve.png"), curve_png(&log.points())?)?;
+    Ok(sam)
+}
+
+pub fn run(a: &TrainArgs) -> Res {
+    let device = a.backend.device()?.autodiff();
+    // Random initial weights (from scratch, adapters' A) follow --seed.
+    device.seed(a.seed);
+    let labels = a.labels.0.clone();
+    let (sam, geometry, base_hash) = base_model(a, &device)?;
+    let lora = (a.model.is_some() && !a.full).then(|| {
+        LoraConfig::new()
+            .with_rank(a.lora_rank)
+            .with_alpha(a.lora_alpha)
+            .with_targets(a.lora_targets.clone())
+    });
+    let volumes = training_volumes(a)?;
+    let cfg = train_config(a, lora.clone());
+    record_run(a, &cfg, &geometry, &volumes, &base_hash)?;
+    let sam = train_with_progress(a, &cfg, sam, &geometry, volumes, &device)?;
 
     let (name, bytes, n) = match &lora {
         Some(l) => {

@@ -37,6 +37,20 @@ pub struct Report {
     pub mean_abs_volume_diff_ml: Option<f64>,
 }
 
+/// Dice `2 |P ∩ T| / (|P| + |T|)` from voxel (or pixel) counts: `intersection` = |P ∩ T|,
+/// `pred` = |P|, `truth` = |T|. The one Dice of the project: `metrics`, `evaluate` and the
+/// page (`www/util.js`, which mirrors it) all score with this rule.
+///
+/// Two empty masks give `None`: 0/0 is undefined, and a structure absent from both
+/// prediction and truth (one a labelling protocol does not delineate, say) says nothing
+/// about the model; scoring it 1.0 (MONAI's `ignore_empty=False`) would lift every mean it
+/// entered. Means are taken over the structures where Dice is defined (MONAI's default,
+/// `ignore_empty=True`, likewise leaves empty truths out). One empty mask gives 0.0.
+pub fn dice(intersection: u64, pred: u64, truth: u64) -> Option<f64> {
+    let n = pred + truth;
+    (n > 0).then(|| 2.0 * intersection as f64 / n as f64)
+}
+
 /// Compares `pred` and `truth` (same grid) for each `(id, name)` structure.
 pub fn evaluate(
     pred: &LabelVolume,
@@ -70,7 +84,7 @@ pub fn evaluate(
             ni += (*a && *b) as usize;
         }
         let both_empty = np + nt == 0;
-        let dice = (!both_empty).then(|| 2.0 * ni as f64 / (np + nt) as f64);
+        let dice = dice(ni as u64, np as u64, nt as u64);
         let iou = (!both_empty).then(|| ni as f64 / (np + nt - ni) as f64);
         let hd95_mm = if np > 0 && nt > 0 {
             Some(hd95(&p, &t, truth.dims, sp))
@@ -381,6 +395,16 @@ mod tests {
         let r = evaluate(&a, &c, &one()).unwrap();
         assert!((r.structures[0].hd95_mm.unwrap() - 9.0).abs() < 1e-9);
         assert_eq!(r.structures[0].dice, Some(0.0));
+    }
+
+    /// Dice's rule, on counts worked out by hand.
+    #[test]
+    fn dice_of_counts_and_of_two_empty_masks() {
+        assert_eq!(dice(0, 0, 0), None); // both empty: undefined, not 1.0
+        assert_eq!(dice(0, 0, 5), Some(0.0)); // nothing predicted
+        assert_eq!(dice(0, 3, 0), Some(0.0)); // predicted where nothing is
+        assert_eq!(dice(4, 4, 4), Some(1.0));
+        assert_eq!(dice(1, 4, 2), Some(2.0 / 6.0));
     }
 
     #[test]

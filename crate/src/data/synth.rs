@@ -10,7 +10,9 @@ use super::rng::Rng;
 use super::volume::{checked_len, LabelVolume, Volume};
 
 /// Image contrast to imitate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Contrast {
     T1,
     T2,

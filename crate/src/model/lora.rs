@@ -18,6 +18,7 @@ use crate::weights::WeightsError;
 
 /// An attention projection an adapter can target.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum LoraTarget {
     Q,
     K,

@@ -37,8 +37,11 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub loss: LossWeights,
     pub sampler: SamplerConfig,
-    /// Contrasts synthesised from label maps: t1, t2, pd, flair, random (domain randomisation).
-    pub contrasts: Vec<String>,
+    /// Contrasts synthesised from label maps (`random`: domain randomisation). Stored as
+    /// their names, `"t1"`, `"t2"`, ...; read in any case, as configs written before the
+    /// contrasts were typed hold them as the user spelled them.
+    #[serde(deserialize_with = "contrasts_any_case")]
+    pub contrasts: Vec<Contrast>,
     /// Slices drawn from each synthesised volume before the next is made.
     pub slices_per_volume: usize,
     /// Structures trained on (common ids, see `data::labels`).
@@ -59,6 +62,15 @@ pub struct TrainConfig {
     /// are prompted without it, so the model works both ways.
     #[serde(default)]
     pub structure_prob: f64,
+}
+
+/// `TrainConfig::contrasts` from names in any case (`Contrast::parse`).
+fn contrasts_any_case<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Contrast>, D::Error> {
+    let names: Vec<String> = serde::Deserialize::deserialize(d)?;
+    names
+        .iter()
+        .map(|n| Contrast::parse(n).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// A training volume: a FreeSurfer label map to synthesise images from (every label kept:
@@ -95,7 +107,7 @@ fn mix(a: u64, b: u64) -> u64 {
 /// function of the seed, so a resumed run sees the same data.
 fn prepare(
     volumes: &[TrainVolume],
-    contrasts: &[String],
+    contrasts: &[Contrast],
     seed: u64,
     v: usize,
 ) -> Result<Prepared, TrainError> {
@@ -104,8 +116,7 @@ fn prepare(
     let (image, labels) = match &tv.image {
         Some(img) => (img.clone(), tv.labels.clone()),
         None => {
-            let c = &contrasts[rng.below(contrasts.len())];
-            let cfg = match Contrast::parse(c)? {
+            let cfg = match contrasts[rng.below(contrasts.len())] {
                 Contrast::Random => SynthConfig::randomized(),
                 k => SynthConfig::preset(k),
             };
@@ -311,7 +322,7 @@ mod tests {
             weight_decay: 0.01,
             loss: LossWeights::default(),
             sampler: SamplerConfig::default(),
-            contrasts: vec!["t1".into(), "t2".into()],
+            contrasts: vec![Contrast::T1, Contrast::T2],
             slices_per_volume: 3,
             labels: vec![1, 3],
             seed: 5,
@@ -321,6 +332,29 @@ mod tests {
             data_threads: 2,
             structure_prob: 0.0,
         }
+    }
+
+    /// A recipe as `brainsam train` wrote it before contrasts were typed: the bundled
+    /// model's (weights/manifest.json copies its config.json), and one spelled in capitals.
+    /// Both still read, and contrasts are written with the names they had.
+    #[test]
+    fn configs_written_with_string_contrasts_still_read() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../weights/manifest.json");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut recipe = manifest["recipe"].clone();
+        let cfg: TrainConfig = serde_json::from_value(recipe.clone()).unwrap();
+        use Contrast::{Random, T1, T2};
+        assert_eq!(cfg.contrasts, [T1, T2, Random, Random]);
+        assert_eq!(
+            serde_json::to_value(&cfg).unwrap()["contrasts"],
+            serde_json::json!(["t1", "t2", "random", "random"])
+        );
+        recipe["contrasts"] = serde_json::json!(["T1", "Flair", "PD"]);
+        let cfg: TrainConfig = serde_json::from_value(recipe.clone()).unwrap();
+        assert_eq!(cfg.contrasts, [T1, Contrast::Flair, Contrast::Pd]);
+        recipe["contrasts"] = serde_json::json!(["t3"]);
+        assert!(serde_json::from_value::<TrainConfig>(recipe).is_err());
     }
 
     fn geometry() -> Geometry {

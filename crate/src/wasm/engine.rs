@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{bytes, err, floats, now_ms, object, to_js};
 use super::labels::{reference_to_common, ExportConvention};
+use super::types::{AdapterInfo, MemoryInfo, ModelInfo, VolumeInfo, WalkEnd, WarmUp, TS_TYPES};
 use crate::data::labels::kind;
 use crate::data::orient::axcodes;
 use crate::data::slicing::plane_axes;
@@ -45,6 +46,10 @@ pub struct Engine {
 }
 
 const BUSY: &str = "the engine is busy with another request";
+
+/// The replies' interfaces in the `.d.ts` (`unchecked_return_type` names them).
+#[wasm_bindgen(typescript_custom_section)]
+const TS_REPLIES: &str = TS_TYPES;
 
 #[wasm_bindgen]
 impl Engine {
@@ -81,6 +86,7 @@ impl Engine {
     /// Loads a `.safetensors` / `.pth` SAM checkpoint (geometry read off its shapes) and
     /// optionally a brainsam adapter file (LoRA + prompt encoder + decoder, merged in).
     /// Replaces the current model; cached embeddings are dropped.
+    #[wasm_bindgen(unchecked_return_type = "ModelInfo")]
     pub fn load_model(&self, weights: &[u8], adapter: Option<Vec<u8>>) -> Result<JsValue, JsError> {
         let (mut sam, geometry) =
             load_checkpoint(weights, &self.device).map_err(|e| err("model", e))?;
@@ -89,12 +95,7 @@ impl Engine {
             let meta = apply_adapter(&mut sam, &geometry, &a, &self.device)
                 .map_err(|e| err("adapter", e))?;
             sam.image_encoder.merge_lora();
-            adapter_info = Some(serde_json::json!({
-                "rank": meta.lora.rank,
-                "alpha": meta.lora.alpha,
-                "base_sha256": meta.base_sha256,
-                "labels": meta.labels,
-            }));
+            adapter_info = Some(AdapterInfo::from(&meta));
         }
         let parameters: usize = sam.param_counts().iter().map(|(_, n)| n).sum();
         let mut st = self
@@ -106,40 +107,46 @@ impl Engine {
         }
         let focus = Focus::of_checkpoint(weights);
         st.model = Some(Model { sam, focus });
-        to_js(&serde_json::json!({
-            "geometry": geometry,
-            "focus": focus,
-            "attention_bytes": largest_attention_bytes(&geometry),
-            "parameters": parameters,
-            "adapter": adapter_info,
-        }))
+        let attention_bytes = largest_attention_bytes(&geometry);
+        to_js(&ModelInfo {
+            geometry,
+            focus,
+            attention_bytes,
+            parameters,
+            adapter: adapter_info,
+        })
     }
 
     /// Runs the encoder and the decoder on a synthetic slice so that GPU kernels are
     /// compiled and tuned before the first real click. Times of each run, in ms.
+    #[wasm_bindgen(unchecked_return_type = "WarmUp")]
     pub async fn warm_up(&self) -> Result<JsValue, JsError> {
         let model = self.take_model()?;
         let r = warm_up(&model.sam, &self.device).await;
         self.put_model(model);
         let (encode, decode) = r?;
-        to_js(&serde_json::json!({"encode_ms": encode, "decode_ms": decode}))
+        to_js(&WarmUp {
+            encode_ms: encode,
+            decode_ms: decode,
+        })
     }
 
     /// Reads a NIfTI image (`.nii` or `.nii.gz` bytes) and makes it the current image.
     /// The previous image stays if this one cannot be read.
+    #[wasm_bindgen(unchecked_return_type = "VolumeInfo")]
     pub fn load_volume(&self, data: &[u8]) -> Result<JsValue, JsError> {
         let loaded = read_image(data).map_err(|e| err("image", e))?;
         let source_dims = loaded.volume.dims;
         let codes = axcodes(&loaded.volume.affine);
         let session =
             Session::new(&loaded.volume, self.device.clone()).map_err(|e| err("image", e))?;
-        let info = serde_json::json!({
-            "dims": session.dims(),
-            "spacing": session.canonical_image().spacing(),
-            "source_dims": source_dims,
-            "axcodes": codes,
-            "warnings": loaded.warnings,
-        });
+        let info = VolumeInfo {
+            dims: session.dims(),
+            spacing: session.canonical_image().spacing(),
+            source_dims,
+            axcodes: codes,
+            warnings: loaded.warnings,
+        };
         let mut st = self
             .state
             .try_borrow_mut()
@@ -185,6 +192,7 @@ impl Engine {
     /// `logits` of an earlier prediction on the same slice, `structure` the common id
     /// (1..=16) the prompt is for, if any (told to a model with structure embeddings). Returns
     /// `{mask: Uint8Array (rows×cols, 1 inside), rows, cols, iou, logits: Float32Array}`.
+    #[wasm_bindgen(unchecked_return_type = "Prediction")]
     pub async fn predict(
         &self,
         axis: usize,
@@ -223,6 +231,7 @@ impl Engine {
     /// why}, …]}`: for increasing then decreasing slice index, the last slice kept and why
     /// the walk stopped there (`reason` a code, `why` a phrase for people). `structure` as
     /// for `predict`.
+    #[wasm_bindgen(unchecked_return_type = "Propagated")]
     pub async fn propagate(
         &self,
         axis: usize,
@@ -244,15 +253,8 @@ impl Engine {
         .await;
         self.put_both(model, session);
         let r = r?;
-        let ends = js_sys::Array::new();
-        for e in &r.ends {
-            ends.push(&object(&[
-                ("last", e.last.into()),
-                ("reason", e.reason.code().into()),
-                ("why", e.reason.describe().into()),
-            ])?);
-        }
-        object(&[("mask", bytes(&r.mask)), ("ends", ends.into())])
+        let ends: Vec<WalkEnd> = r.ends.iter().map(WalkEnd::from).collect();
+        object(&[("mask", bytes(&r.mask)), ("ends", to_js(&ends)?)])
     }
 
     /// The page's label volume (canonical order, `u8` ids) as `.nii.gz` bytes in the
@@ -294,11 +296,13 @@ impl Engine {
     }
 
     /// GPU memory held by burn's allocator: `{reserved, in_use}` bytes, or null.
+    #[wasm_bindgen(unchecked_return_type = "MemoryInfo | null")]
     pub fn memory(&self) -> Result<JsValue, JsError> {
         match self.device.memory_pool_usage() {
-            Some(u) => to_js(&serde_json::json!({
-                "reserved": u.bytes_reserved, "in_use": u.bytes_in_use
-            })),
+            Some(u) => to_js(&MemoryInfo {
+                reserved: u.bytes_reserved,
+                in_use: u.bytes_in_use,
+            }),
             None => Ok(JsValue::NULL),
         }
     }

@@ -11,6 +11,7 @@ mod convert;
 #[cfg(target_family = "wasm")]
 mod engine;
 pub mod labels;
+pub mod types;
 
 #[cfg(target_family = "wasm")]
 pub use engine::Engine;
@@ -26,15 +27,11 @@ pub fn start() {
 
 /// The 16 subcortical structures: `[{id, name, rgb, freesurfer}]`.
 #[cfg(target_family = "wasm")]
-#[wasm_bindgen]
+#[wasm_bindgen(unchecked_return_type = "StructureInfo[]")]
 pub fn structures() -> Result<JsValue, JsError> {
-    let list: Vec<_> = crate::data::SUBCORTICAL
+    let list: Vec<types::StructureInfo> = crate::data::SUBCORTICAL
         .iter()
-        .map(|s| {
-            serde_json::json!({
-                "id": s.id, "name": s.name, "rgb": s.rgb, "freesurfer": s.freesurfer
-            })
-        })
+        .map(types::StructureInfo::from)
         .collect();
     convert::to_js(&list)
 }

@@ -70,7 +70,7 @@ pub fn inference(device: &Device, g: &Geometry, batch: usize, reps: usize) -> (T
 #[cfg(feature = "train")]
 pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Timing {
     use crate::model::lora::LoraConfig;
-    use crate::train::{prepare_lora, step, Batch, LossWeights};
+    use crate::train::{prepare_lora, step, LossWeights, SliceBatch};
     use burn::optim::{AdamWConfig, ModuleOptimizer};
 
     let s = g.image_size;
@@ -82,8 +82,8 @@ pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Ti
     ));
     let mut optim: ModuleOptimizer = AdamWConfig::new().init();
     let c = s as f32;
-    let batches: Vec<Batch> = (0..batch)
-        .map(|_| Batch {
+    let batches: Vec<SliceBatch> = (0..batch)
+        .map(|_| SliceBatch {
             images: Tensor::random([1, 3, s, s], Distribution::Normal(0.0, 1.0), device),
             boxes: Some(Tensor::from_data(
                 TensorData::new(vec![0.1 * c, 0.1 * c, 0.3 * c, 0.3 * c], [1, 4]),

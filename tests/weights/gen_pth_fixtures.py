@@ -1,4 +1,4 @@
-"""Fixtures for crate/src/weights/pth.rs.
+"""Fixtures for crate/src/weights/pth/ (its tests.rs).
 
 Writes small torch.save checkpoints into crate/tests/data/pth/ and, next to
 each `<case>.pth`, a `<case>.safetensors` written by the `safetensors`

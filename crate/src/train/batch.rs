@@ -1,12 +1,28 @@
-//! A sampled slice → model tensors, through the same preprocessing as inference.
+//! One training slice as model tensors ([`SliceBatch`]: its image and the batch of prompts
+//! on it), built from a sampled slice through the same preprocessing as inference.
 
 use burn::prelude::*;
 
 use super::sampler::{low_res_target, SliceSample};
-use super::Batch;
 use crate::data::labels::kind;
 use crate::model::predictor::{preprocess_image, PredictError};
 use crate::model::transforms::ResizeLongestSide;
+
+/// One slice and the prompts on it: image `[1, 3, S, S]` (normalised, padded), per
+/// prompted structure a box `[K, 4]` or points `[K, P, 2]` + labels `[K, P]` in model-input
+/// pixels, and its target `[K, 1, L, L]` in [0, 1] on the decoder's logit grid.
+#[derive(Clone)]
+pub struct SliceBatch {
+    pub images: Tensor<4>,
+    pub boxes: Option<Tensor<2>>,
+    pub points: Option<(Tensor<3>, Tensor<2>)>,
+    pub targets: Tensor<4>,
+    /// A second, corrective round (as SAM was trained): one more point from the first
+    /// prediction's error region, with its logits as mask input. The seed draws the point.
+    pub correction: Option<u64>,
+    /// Structure kinds `[K]` when the prompts name them.
+    pub structures: Option<Tensor<1, Int>>,
+}
 
 /// Builds the batch of one slice for a model of input side `s` and logit side `l`; `named`:
 /// the prompts say their structure's kind.
@@ -17,7 +33,7 @@ pub fn to_batch(
     correction: Option<u64>,
     named: bool,
     device: &Device,
-) -> Result<Batch, PredictError> {
+) -> Result<SliceBatch, PredictError> {
     let (rows, cols) = (sample.image.rows, sample.image.cols);
     let t = ResizeLongestSide { target_length: s };
     let rgb: Vec<u8> = sample.image.data.iter().flat_map(|g| [*g; 3]).collect();
@@ -64,7 +80,7 @@ pub fn to_batch(
             ))
         })
         .flatten();
-    Ok(Batch {
+    Ok(SliceBatch {
         images,
         boxes,
         points,
@@ -99,7 +115,7 @@ mod tests {
             points: Vec::new(),
         };
         let device = crate::backend::cpu();
-        let kinds = |b: Batch| {
+        let kinds = |b: SliceBatch| {
             b.structures
                 .map(|t| t.into_data().try_to_vec::<i64>().unwrap())
         };

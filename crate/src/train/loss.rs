@@ -1,4 +1,5 @@
-//! Segmentation losses on mask logits, and the IoU head's regression target.
+//! Segmentation losses on mask logits, the IoU head's regression target, and the weights
+//! the recipe gives them.
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, sigmoid};
@@ -45,6 +46,24 @@ pub fn iou_mse_each(logits: Tensor<4>, iou_pred: Tensor<2>, targets: Tensor<4>) 
     let union = (pred + t).sum_dim(1) - inter.clone();
     let iou = (inter / union.clamp_min(1.0)).reshape([b * m]);
     (iou_pred.reshape([b * m]) - iou).powi_scalar(2)
+}
+
+/// Loss weights of the recipe.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct LossWeights {
+    /// Dice share of the mask loss (the paper: 0.8 Dice + 0.2 cross-entropy).
+    pub dice: f64,
+    /// Weight of the IoU head's regression (SAM trains it alongside the masks).
+    pub iou: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self {
+            dice: 0.8,
+            iou: 1.0,
+        }
+    }
 }
 
 #[cfg(all(test, feature = "ndarray"))]

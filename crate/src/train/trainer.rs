@@ -13,7 +13,7 @@ use burn::prelude::*;
 use super::batch::to_batch;
 use super::sampler::{sample_slice, SamplerConfig};
 use super::schedule::{Decay, Schedule};
-use super::{checkpoint, prepare_lora, step, LossWeights, TrainError};
+use super::{prepare_lora, resume, step, LossWeights, TrainError};
 use crate::data::labels::{to_common, Convention};
 use crate::data::rng::Rng;
 use crate::data::slicing::Normalizer;
@@ -173,8 +173,8 @@ pub fn train(
     let optim: ModuleOptimizer = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
         .init();
-    let (mut sam, mut optim, start) = if resume && checkpoint::exists(out) {
-        let (sam, optim, state) = checkpoint::load(out, optim, device)?;
+    let (mut sam, mut optim, start) = if resume && resume::exists(out) {
+        let (sam, optim, state) = resume::load(out, optim, device)?;
         if state.geometry != *geometry || state.lora != cfg.lora {
             return Err(TrainError::Config(
                 "the checkpoint in the output folder was made with another geometry or adapter"
@@ -273,7 +273,7 @@ pub fn train(
         });
         let due = cfg.checkpoint_every > 0 && (k + 1) % cfg.checkpoint_every == 0;
         if due || k + 1 == cfg.steps || !go_on {
-            checkpoint::save(out, &mut sam, &optim, k + 1, geometry, cfg.lora.as_ref())?;
+            resume::save(out, &mut sam, &optim, k + 1, geometry, cfg.lora.as_ref())?;
         }
         if !go_on {
             break;
@@ -426,7 +426,7 @@ mod tests {
         )
         .unwrap();
         {
-            let (loaded, _, st) = checkpoint::load(&b, AdamWConfig::new().init(), &device).unwrap();
+            let (loaded, _, st) = resume::load(&b, AdamWConfig::new().init(), &device).unwrap();
             assert_eq!(st.step, 3);
             let (x, y) = (weights(&stopped), weights(&loaded));
             for ((k, p), (k2, q)) in x.iter().zip(&y) {

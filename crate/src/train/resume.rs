@@ -1,5 +1,6 @@
-//! Training checkpoints: model, adapters, optimiser state and step, so that a killed run
-//! resumes with exactly the step it would have taken next.
+//! Resuming training: the checkpoint a run writes into `<out>/checkpoint/` (model, adapters,
+//! optimiser state and step), so that a killed run resumes with exactly the step it would
+//! have taken next.
 //!
 //! burn's optimiser state is keyed by parameter id, and ids are fresh whenever a model is
 //! built; the ids are therefore saved by checkpoint key and restored onto the reloaded model.
@@ -22,7 +23,7 @@ use super::TrainError;
 
 /// What `state.json` holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TrainState {
+pub struct ResumeState {
     /// Optimiser steps taken.
     pub step: usize,
     pub geometry: Geometry,
@@ -110,16 +111,15 @@ pub fn save(
     let opt = optim
         .to_record()
         .into_bytes()
-        .map_err(|e| TrainError::Checkpoint(format!("optimizer state: {e:?}")))?;
+        .map_err(|e| TrainError::Resume(format!("optimizer state: {e:?}")))?;
     write_atomic(&d.join("optimizer.bpk"), &opt)?;
-    let state = TrainState {
+    let state = ResumeState {
         step,
         geometry: geometry.clone(),
         lora: lora.cloned(),
         param_ids: param_ids(sam)?,
     };
-    let json =
-        serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Resume(e.to_string()))?;
     write_atomic(&d.join("state.json"), &json)
 }
 
@@ -129,14 +129,14 @@ pub fn load(
     out: &Path,
     optim: ModuleOptimizer,
     device: &Device,
-) -> Result<(Sam, ModuleOptimizer, TrainState), TrainError> {
+) -> Result<(Sam, ModuleOptimizer, ResumeState), TrainError> {
     let d = dir(out);
     let read = |name: &str| {
         let p = d.join(name);
         std::fs::read(&p).map_err(|e| TrainError::io(&p, e))
     };
-    let state: TrainState = serde_json::from_slice(&read("state.json")?)
-        .map_err(|e| TrainError::Checkpoint(format!("state.json: {e}")))?;
+    let state: ResumeState = serde_json::from_slice(&read("state.json")?)
+        .map_err(|e| TrainError::Resume(format!("state.json: {e}")))?;
     let sd = StateDict::from_bytes(&read("model.safetensors")?)?;
     let mut sam = load_sam(&state.geometry.config(), sd, device)?;
     if let Some(cfg) = &state.lora {
@@ -148,6 +148,6 @@ pub fn load(
     let bytes = read("optimizer.bpk")?;
     let optim = optim
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| TrainError::Checkpoint(format!("optimizer state: {e:?}")))?;
+        .map_err(|e| TrainError::Resume(format!("optimizer state: {e:?}")))?;
     Ok((sam, optim, state))
 }

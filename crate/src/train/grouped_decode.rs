@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use burn::prelude::*;
 
-use super::{append_points, error_points, loss, Batch, LossWeights};
+use super::batch::SliceBatch;
+use super::correction::{append_points, error_points};
+use super::loss::{self, LossWeights};
 use crate::model::Sam;
 
 /// Σ over `batches` of each slice's loss and mask loss; `embeddings` `[n, C, E, E]` holds
@@ -16,7 +18,7 @@ use crate::model::Sam;
 pub(super) fn slices_loss(
     sam: &Sam,
     embeddings: &Tensor<4>,
-    batches: &[Batch],
+    batches: &[SliceBatch],
     w: LossWeights,
 ) -> Option<(Tensor<1>, Tensor<1>)> {
     let mut groups: BTreeMap<(Option<usize>, bool, bool), Vec<usize>> = BTreeMap::new();
@@ -39,7 +41,7 @@ pub(super) fn slices_loss(
 }
 
 /// The prompts of some slices, concatenated, each with its slice's embedding.
-struct Prompts {
+struct PromptGroup {
     embeddings: Tensor<4>,
     points: Option<(Tensor<3>, Tensor<2>)>,
     boxes: Option<Tensor<2>>,
@@ -47,8 +49,8 @@ struct Prompts {
     targets: Tensor<4>,
 }
 
-impl Prompts {
-    fn gather(embeddings: &Tensor<4>, batches: &[&Batch], slices: &[usize]) -> Option<Self> {
+impl PromptGroup {
+    fn gather(embeddings: &Tensor<4>, batches: &[&SliceBatch], slices: &[usize]) -> Option<Self> {
         let device = embeddings.device();
         let index: Vec<i64> = slices
             .iter()
@@ -57,7 +59,7 @@ impl Prompts {
             .collect();
         let n = index.len();
         let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
-        let all = |f: &dyn Fn(&Batch) -> Option<Tensor<2>>| -> Option<Tensor<2>> {
+        let all = |f: &dyn Fn(&SliceBatch) -> Option<Tensor<2>>| -> Option<Tensor<2>> {
             batches
                 .iter()
                 .map(|b| f(b))
@@ -73,12 +75,12 @@ impl Prompts {
                         .collect::<Option<Vec<_>>>()?,
                     0,
                 ),
-                all(&|b: &Batch| b.points.as_ref().map(|p| p.1.clone()))?,
+                all(&|b: &SliceBatch| b.points.as_ref().map(|p| p.1.clone()))?,
             )),
             None => None,
         };
         let boxes = match batches.first()?.boxes {
-            Some(_) => Some(all(&|b: &Batch| b.boxes.clone())?),
+            Some(_) => Some(all(&|b: &SliceBatch| b.boxes.clone())?),
             None => None,
         };
         let structures = match batches.first()?.structures {
@@ -91,7 +93,7 @@ impl Prompts {
             )),
             None => None,
         };
-        Some(Prompts {
+        Some(PromptGroup {
             embeddings: embeddings.clone().select(0, index),
             points,
             boxes,
@@ -104,7 +106,7 @@ impl Prompts {
         let n = rows.len();
         let rows: Vec<i64> = rows.iter().map(|r| *r as i64).collect();
         let i = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device);
-        Prompts {
+        PromptGroup {
             embeddings: self.embeddings.clone().select(0, i.clone()),
             points: self
                 .points
@@ -140,13 +142,13 @@ impl Prompts {
 fn group_loss(
     sam: &Sam,
     embeddings: &Tensor<4>,
-    batches: &[Batch],
+    batches: &[SliceBatch],
     slices: &[usize],
     w: LossWeights,
 ) -> Option<(Tensor<1>, Tensor<1>)> {
     let device = embeddings.device();
-    let members: Vec<&Batch> = slices.iter().filter_map(|s| batches.get(*s)).collect();
-    let prompts = Prompts::gather(embeddings, &members, slices)?;
+    let members: Vec<&SliceBatch> = slices.iter().filter_map(|s| batches.get(*s)).collect();
+    let prompts = PromptGroup::gather(embeddings, &members, slices)?;
     let (total, mask, logits) = prompts.round(sam, None, w);
 
     // The corrective round of the slices that have one: a point from each prompt's error

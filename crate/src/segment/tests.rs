@@ -1,0 +1,255 @@
+//! Tests of a session: masks pasted back into the source's voxels, focused and
+//! flip-averaged predictions against plain ones, prompts outside the slice.
+
+use super::*;
+use crate::data::slicing;
+use crate::data::Volume;
+use crate::model::Sam;
+use burn::prelude::*;
+
+fn oblique_volume() -> Volume<f32> {
+    // Stored axes: 0 = superior→inferior, 1 = right→left, 2 = posterior→anterior.
+    let dims = [6, 7, 5];
+    let affine = [
+        [0.0, -1.0, 0.0, 3.0],
+        [0.0, 0.0, 1.0, -2.0],
+        [-1.0, 0.0, 0.0, 4.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let data = (0..dims.iter().product::<usize>())
+        .map(|i| i as f32)
+        .collect();
+    Volume::new(dims, data, affine).unwrap()
+}
+
+#[test]
+fn pasted_masks_land_on_the_same_world_position_in_the_source() {
+    let src = oblique_volume();
+    let s = Session::new(&src, crate::backend::cpu()).unwrap();
+    let d = s.dims();
+    let (axis, index, row, col) = (2, 1, 3, 4);
+    let mut data = vec![0u8; d[1] * d[0]];
+    let (rows, cols) = (d[1], d[0]);
+    data[row * cols + col] = 1;
+    let mask = SliceMask {
+        rows,
+        cols,
+        data,
+        iou: 1.0,
+        low_res_logits: vec![],
+    };
+    let mut canon = vec![0i32; d.iter().product()];
+    s.paste(&mut canon, axis, index, &mask, 7).unwrap();
+    let out = s.to_source(canon).unwrap();
+    assert_eq!(out.dims, src.dims);
+    assert_eq!(out.affine, src.affine);
+    let hits: Vec<usize> = (0..out.data.len()).filter(|i| out.data[*i] == 7).collect();
+    assert_eq!(hits.len(), 1);
+    let i = hits[0];
+    let sv = [
+        i % src.dims[0],
+        (i / src.dims[0]) % src.dims[1],
+        i / (src.dims[0] * src.dims[1]),
+    ];
+    let cv = slicing::slice_to_voxel(axis, index, col, row).unwrap();
+    let to_f = |v: [usize; 3]| [v[0] as f64, v[1] as f64, v[2] as f64];
+    let w_src = src.voxel_to_world(to_f(sv));
+    let w_can = s.canonical_image().voxel_to_world(to_f(cv));
+    for k in 0..3 {
+        assert!((w_src[k] - w_can[k]).abs() < 1e-9, "{w_src:?} vs {w_can:?}");
+    }
+    // The image itself went through the same mapping.
+    assert_eq!(
+        s.canonical_image().get(cv[0], cv[1], cv[2]),
+        src.get(sv[0], sv[1], sv[2])
+    );
+}
+
+/// A random SAM small enough for unit tests (32-px input).
+fn tiny_sam(device: &Device) -> Sam {
+    let g = crate::model::Geometry {
+        embed_dim: 16,
+        depth: 1,
+        num_heads: 1,
+        global_attn_indexes: vec![0],
+        image_size: 32,
+        patch_size: 8,
+        window_size: 4,
+    };
+    g.config().init(device)
+}
+
+/// Averaging with the mirrored window makes predictions mirror-symmetric: the mirrored
+/// image with the mirrored prompt gives the mirrored mask (a lone pass need not).
+#[test]
+fn flip_averaged_predictions_commute_with_mirroring() {
+    let device = crate::backend::cpu();
+    let sam = tiny_sam(&device);
+    let n = 12;
+    let mut eye = [[0.0; 4]; 4];
+    (0..4).for_each(|i| eye[i][i] = 1.0);
+    let at = |x: usize, y: usize, z: usize| ((x * 37 + y * 11 + z * 5) % 101) as f32;
+    let image = |mirror: bool| {
+        let data = (0..n * n * 3)
+            .map(|i| {
+                let (x, y, z) = (i % n, (i / n) % n, i / (n * n));
+                at(if mirror { n - 1 - x } else { x }, y, z)
+            })
+            .collect();
+        Volume::new([n, n, 3], data, eye).unwrap()
+    };
+    let last = (n - 1) as f32;
+    let prompt = SlicePrompt {
+        points: vec![[4.0, 6.0, 1.0], [8.0, 3.0, 0.0]],
+        bbox: Some([2.0, 2.0, 7.0, 9.0]),
+        ..Default::default()
+    };
+    let mirrored = SlicePrompt {
+        points: vec![[last - 4.0, 6.0, 1.0], [last - 8.0, 3.0, 0.0]],
+        bbox: Some([last - 7.0, 2.0, last - 2.0, 9.0]),
+        ..Default::default()
+    };
+    let predict = |vol: &Volume<f32>, p: &SlicePrompt| {
+        let mut s = Session::new(vol, device.clone()).unwrap();
+        // The window is the whole (square) slice either way.
+        s.set_focus(Some(Focus {
+            context: 100.0,
+            min_side: n,
+        }));
+        s.set_flip_average(true);
+        pollster::block_on(s.predict(&sam, 2, 1, p)).unwrap()
+    };
+    let a = predict(&image(false), &prompt);
+    let b = predict(&image(true), &mirrored);
+    let flipped: Vec<u8> = b
+        .data
+        .chunks_exact(n)
+        .flat_map(|row| row.iter().rev().copied())
+        .collect();
+    assert_eq!(a.data, flipped);
+    assert!((a.iou - b.iou).abs() < 1e-4, "{} vs {}", a.iou, b.iou);
+    eprintln!("mask area {} of {}", a.area(), n * n);
+}
+
+#[test]
+fn a_focused_prediction_on_a_window_of_the_whole_slice_is_the_plain_prediction() {
+    let device = crate::backend::cpu();
+    let sam = tiny_sam(&device);
+    let n = 12;
+    let mut eye = [[0.0; 4]; 4];
+    (0..4).for_each(|i| eye[i][i] = 1.0);
+    let data = (0..n * n * 3).map(|i| ((i * 37) % 101) as f32).collect();
+    let vol = Volume::new([n, n, 3], data, eye).unwrap();
+    let prompt = SlicePrompt {
+        points: vec![[5.0, 6.0, 1.0]],
+        bbox: Some([3.0, 2.0, 8.0, 9.0]),
+        ..Default::default()
+    };
+    let mut plain = Session::new(&vol, device.clone()).unwrap();
+    let a = pollster::block_on(plain.predict(&sam, 2, 1, &prompt)).unwrap();
+    let mut focused = Session::new(&vol, device.clone()).unwrap();
+    focused.set_focus(Some(Focus {
+        context: 10.0,
+        min_side: 1,
+    }));
+    let b = pollster::block_on(focused.predict(&sam, 2, 1, &prompt)).unwrap();
+    assert_eq!(a.data, b.data);
+    assert!((a.iou - b.iou).abs() < 1e-6);
+    // A smaller window: the mask is the window's, zero outside it.
+    focused.set_focus(Some(Focus {
+        context: 1.0,
+        min_side: 1,
+    }));
+    let c = pollster::block_on(focused.predict(&sam, 2, 1, &prompt)).unwrap();
+    assert_eq!((c.rows, c.cols), (n, n));
+    let [r0, c0, side] = Focus {
+        context: 1.0,
+        min_side: 1,
+    }
+    .window(&prompt, n, n)
+    .unwrap();
+    for r in 0..n {
+        for col in 0..n {
+            let inside = (r0..r0 + side).contains(&r) && (c0..c0 + side).contains(&col);
+            assert!(
+                inside || c.data[r * n + col] == 0,
+                "({r}, {col}) outside the window"
+            );
+        }
+    }
+}
+
+#[test]
+fn prompts_outside_the_slice_are_errors_not_panics() {
+    let device = crate::backend::cpu();
+    let sam = tiny_sam(&device);
+    let mut s = Session::new(&oblique_volume(), device).unwrap();
+    for p in [
+        SlicePrompt {
+            points: vec![[99.0, 1.0, 1.0]],
+            ..Default::default()
+        },
+        SlicePrompt {
+            points: vec![[1.0, 1.0, 3.0]],
+            ..Default::default()
+        },
+        SlicePrompt {
+            bbox: Some([3.0, 1.0, 1.0, 2.0]),
+            ..Default::default()
+        },
+        SlicePrompt::default(),
+    ] {
+        assert!(
+            pollster::block_on(s.predict(&sam, 2, 1, &p)).is_err(),
+            "{p:?}"
+        );
+    }
+    assert!(pollster::block_on(s.predict(
+        &sam,
+        2,
+        99,
+        &SlicePrompt {
+            points: vec![[1.0, 1.0, 1.0]],
+            ..Default::default()
+        }
+    ))
+    .is_err());
+    assert!(pollster::block_on(s.predict(
+        &sam,
+        5,
+        0,
+        &SlicePrompt {
+            points: vec![[1.0, 1.0, 1.0]],
+            ..Default::default()
+        }
+    ))
+    .is_err());
+    let ok = pollster::block_on(s.predict(
+        &sam,
+        2,
+        1,
+        &SlicePrompt {
+            points: vec![[1.0, 1.0, 1.0]],
+            ..Default::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!((ok.rows, ok.cols), (s.dims()[1], s.dims()[0]));
+    let vol = pollster::block_on(s.propagate(
+        &sam,
+        2,
+        1,
+        &ok,
+        None,
+        &StopRules::default(),
+        &mut |_, _| {},
+    ))
+    .unwrap();
+    assert_eq!(vol.mask.len(), s.dims().iter().product::<usize>());
+    // Each direction ends on a slice it kept, at or beyond the seed's.
+    assert!(
+        vol.ends[0].last >= 1 && vol.ends[1].last <= 1,
+        "{:?}",
+        vol.ends
+    );
+}

@@ -5,8 +5,8 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use brainsam::backend;
-use brainsam::model::checkpoint::{load_sam, state_dict};
-use brainsam::model::grow::insert_encoder_blocks;
+use brainsam::model::io::checkpoint::{geometry_of, load_sam, state_dict};
+use brainsam::model::io::grow::insert_encoder_blocks;
 use brainsam::model::{Geometry, Sam};
 use brainsam::segment::Focus;
 use brainsam::weights::{write_safetensors, StateDict};
@@ -86,7 +86,7 @@ fn read(path: &Path) -> Result<Vec<u8>, Box<dyn Error>> {
 /// Reads a checkpoint and checks it builds a model: every tensor used, every shape right.
 fn load(path: &Path) -> Result<(StateDict, Geometry, Sam), Box<dyn Error>> {
     let sd = StateDict::from_bytes(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
-    let geometry = Geometry::from_state_dict(&sd)?;
+    let geometry = geometry_of(&sd)?;
     let sam = load_sam(&geometry.config(), sd.clone(), &backend::cpu())?;
     Ok((sd, geometry, sam))
 }

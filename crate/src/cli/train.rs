@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use brainsam::model::adapter::{adapter_bytes, adapter_params, AdapterMeta};
-use brainsam::model::checkpoint::state_dict;
+use brainsam::model::io::adapter::{adapter_bytes, adapter_params, AdapterMeta};
+use brainsam::model::io::checkpoint::state_dict;
 use brainsam::model::lora::{LoraConfig, LoraTarget};
 use brainsam::model::Geometry;
 use brainsam::train::plot::curve_png;

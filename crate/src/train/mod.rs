@@ -240,7 +240,7 @@ pub fn step(
 #[cfg(all(test, feature = "ndarray"))]
 mod tests {
     use super::*;
-    use crate::model::checkpoint::{lora_state_dict, state_dict};
+    use crate::model::io::checkpoint::{lora_state_dict, state_dict};
     use crate::model::prompt_encoder::STRUCTURE_KINDS;
     use crate::model::Geometry;
     use burn::optim::AdamWConfig;
@@ -480,7 +480,7 @@ mod tests {
 #[cfg(all(test, feature = "ndarray", feature = "wgpu"))]
 mod wgpu_tests {
     use super::*;
-    use crate::model::checkpoint::{load_sam, state_dict};
+    use crate::model::io::checkpoint::{load_sam, state_dict};
     use crate::model::Geometry;
     use burn::optim::AdamWConfig;
 

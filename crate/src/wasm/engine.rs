@@ -16,8 +16,8 @@ use crate::data::orient::axcodes;
 use crate::data::slicing::plane_axes;
 use crate::data::volume::{label_out_type, read_image, read_labels, write_labels};
 use crate::data::Volume;
-use crate::model::adapter::apply_adapter;
-use crate::model::checkpoint::load_checkpoint;
+use crate::model::io::adapter::apply_adapter;
+use crate::model::io::checkpoint::load_checkpoint;
 use crate::model::Sam;
 use crate::segment::{Focus, Propagation, Session, SliceMask, SlicePrompt};
 

@@ -1,17 +1,16 @@
 //! `info`, `convert` and `init`: SAM checkpoints on the command line.
 
-use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use brainsam::backend;
-use brainsam::model::io::checkpoint::{geometry_of, load_sam, state_dict};
+use brainsam::model::io::checkpoint::{geometry_of, load_sam};
 use brainsam::model::io::grow::insert_encoder_blocks;
+use brainsam::model::io::{model_bytes, state_dict_bytes, ModelMeta};
 use brainsam::model::{Geometry, Sam};
-use brainsam::segment::Focus;
-use brainsam::weights::{write_safetensors, StateDict};
+use brainsam::weights::StateDict;
 
-use super::common::{focus_metadata, FocusArg};
+use super::common::FocusArg;
 
 type Res = Result<(), Box<dyn Error>>;
 
@@ -91,16 +90,6 @@ fn load(path: &Path) -> Result<(StateDict, Geometry, Sam), Box<dyn Error>> {
     Ok((sd, geometry, sam))
 }
 
-fn metadata(g: &Geometry) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    m.insert("format".into(), "segment-anything".into());
-    m.insert(
-        "geometry".into(),
-        serde_json::to_string(g).unwrap_or_default(),
-    );
-    m
-}
-
 pub fn info(a: &InfoArgs) -> Res {
     let (_, g, sam) = load(&a.checkpoint)?;
     println!("checkpoint   {}", a.checkpoint.display());
@@ -110,7 +99,7 @@ pub fn info(a: &InfoArgs) -> Res {
         e = g.image_size / g.patch_size,
         m = 4 * g.image_size / g.patch_size,
     );
-    match Focus::of_checkpoint(&read(&a.checkpoint)?) {
+    match ModelMeta::read(&read(&a.checkpoint)?).focus {
         Some(f) => println!(
             "focus        predicts on a window around each prompt: {}× its larger side, at least {} px",
             f.context, f.min_side
@@ -164,19 +153,15 @@ pub fn convert(a: &ConvertArgs) -> Res {
         );
         (sd, g) = (grown_sd, grown);
     }
-    let mut meta = metadata(&g);
     let focus = match &a.focus {
         Some(f) => FocusArg {
             focus: f.clone(),
             flip_average: false,
         }
         .resolve(None)?,
-        None => Focus::of_checkpoint(&read(&a.input)?),
+        None => ModelMeta::read(&read(&a.input)?).focus,
     };
-    if let Some(m) = focus_metadata(focus)? {
-        meta.extend(m);
-    }
-    let bytes = write_safetensors(sd.iter(), a.half, Some(meta))?;
+    let bytes = state_dict_bytes(&sd, &g, &ModelMeta { focus }, a.half)?;
     std::fs::write(&a.output, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
     println!(
@@ -207,8 +192,7 @@ pub fn init(a: &InitArgs) -> Res {
     let device = backend::cpu();
     device.seed(a.seed);
     let sam = g.config().init(&device);
-    let sd = pollster::block_on(state_dict(&sam))?;
-    let bytes = write_safetensors(sd.iter(), a.half, Some(metadata(&g)))?;
+    let bytes = pollster::block_on(model_bytes(&sam, &g, &ModelMeta::default(), a.half))?;
     std::fs::write(&a.out, &bytes).map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
     println!(
         "wrote {} ({:.1} MB, random weights, seed {})",

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use brainsam::model::io::adapter::{adapter_bytes, adapter_params, AdapterMeta};
-use brainsam::model::io::checkpoint::state_dict;
+use brainsam::model::io::{model_bytes, ModelMeta};
 use brainsam::model::lora::{LoraConfig, LoraTarget};
 use brainsam::model::Geometry;
 use brainsam::train::plot::curve_png;
@@ -12,12 +12,10 @@ use brainsam::train::sampler::SamplerConfig;
 use brainsam::train::schedule::Decay;
 use brainsam::train::trainer::{train, TrainConfig, TrainVolume};
 use brainsam::train::LossWeights;
-use brainsam::weights::write_safetensors;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::common::{
-    device, focus_metadata, label_maps, load_label_map, load_model, load_pairs, parse_labels, read,
-    sha256_hex, Res,
+    device, label_maps, load_label_map, load_model, load_pairs, parse_labels, read, sha256_hex, Res,
 };
 use super::train_log::TrainLog;
 
@@ -325,12 +323,13 @@ pub fn run(a: &TrainArgs) -> Res {
         None => {
             // Every parameter trained (the state dict also holds buffers, e.g. the prompt
             // encoder's fixed Fourier features).
-            let sd = pollster::block_on(state_dict(&sam))?;
             let n = sam.param_counts().iter().map(|p| p.1).sum();
-            let meta = focus_metadata(cfg.sampler.inference_focus())?;
+            let meta = ModelMeta {
+                focus: cfg.sampler.inference_focus(),
+            };
             (
                 "model.safetensors",
-                write_safetensors(sd.iter(), false, meta)?,
+                pollster::block_on(model_bytes(&sam, &geometry, &meta, false))?,
                 n,
             )
         }

@@ -6,8 +6,9 @@
 //! ([`predictor`], [`transforms`]). Every module is a burn `Module` built from a `Config`
 //! and runs on any device (NdArray on the CPU, wgpu natively or WebGPU in a browser).
 //!
-//! Files are [`io`]'s business alone: weights load by the official checkpoint key names,
-//! so `sam_vit_b_01ec64.pth` loads unchanged.
+//! Files are [`io`]'s business alone: weights load by the official checkpoint key names
+//! (so `sam_vit_b_01ec64.pth` loads unchanged), and [`io::load_model`] is the one way to
+//! load a model file with its adapter and metadata.
 
 pub mod build;
 pub mod common;

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use safetensors::SafeTensors;
 
 use super::checkpoint::{collect_named, load_lora, load_param};
+use super::header::ADAPTER_KEY;
 use crate::model::build::Geometry;
 use crate::model::common::{NamedParams, ParamRef};
 use crate::model::lora::LoraConfig;
@@ -24,8 +25,6 @@ pub struct AdapterMeta {
     /// Common structure ids (see `data::labels`) it was trained on.
     pub labels: Vec<i32>,
 }
-
-const ADAPTER_KEY: &str = "brainsam_adapter";
 
 fn is_lora_key(k: &str) -> bool {
     k.contains(".attn.lora_") || k.contains(".mlp.lora_")

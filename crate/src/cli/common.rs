@@ -8,8 +8,7 @@ use brainsam::data::datasets::{discover, Dataset};
 use brainsam::data::labels::{to_common, Convention};
 use brainsam::data::volume::{read_file, read_labels};
 use brainsam::data::{to_canonical, LabelVolume, Volume};
-use brainsam::model::adapter::apply_adapter;
-use brainsam::model::checkpoint::load_checkpoint;
+use brainsam::model::io::{self, LoadedModel, ModelFileError};
 use brainsam::model::{Geometry, Sam};
 use brainsam::segment::{Focus, Session};
 use burn::prelude::Device;
@@ -121,24 +120,31 @@ pub fn load_model(
 ) -> Res<(Sam, Geometry, Option<Focus>)> {
     let path = model.map(Path::to_path_buf).unwrap_or_else(bundled_model);
     let bytes = read(&path)?;
-    let focus = Focus::of_checkpoint(&bytes);
-    let (mut sam, geometry) =
-        load_checkpoint(&bytes, device).map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(a) = adapter {
-        let meta = apply_adapter(&mut sam, &geometry, &read(a)?, device)
-            .map_err(|e| format!("{}: {e}", a.display()))?;
+    let adapter_bytes = adapter.map(read).transpose()?;
+    // Each error names the file it is about.
+    let loaded = io::load_model(&bytes, adapter_bytes.as_deref(), device).map_err(|e| match e {
+        ModelFileError::Adapter(e) => format!("{}: {e}", adapter.unwrap_or(&path).display()),
+        ModelFileError::Model(e) => format!("{}: {e}", path.display()),
+        e => format!("{}: {e}", path.display()),
+    })?;
+    let LoadedModel {
+        sam,
+        geometry,
+        meta,
+        adapter: adapter_meta,
+    } = loaded;
+    if let (Some(a), Some(adapter_meta)) = (adapter, adapter_meta) {
         let hash = sha256_hex(&bytes);
-        if meta.base_sha256 != hash {
+        if adapter_meta.base_sha256 != hash {
             eprintln!(
                 "warning: {} was trained on a base with sha256 {}, this one is {}",
                 a.display(),
-                meta.base_sha256,
+                adapter_meta.base_sha256,
                 hash
             );
         }
-        sam.image_encoder.merge_lora();
     }
-    Ok((sam, geometry, focus))
+    Ok((sam, geometry, meta.focus))
 }
 
 /// Label maps (FreeSurfer convention) of a folder, by file stem, sorted.
@@ -254,16 +260,3 @@ pub trait AwaitNative: std::future::Future + Sized {
 }
 
 impl<F: std::future::Future> AwaitNative for F {}
-
-/// Checkpoint metadata that tells segment, evaluate and the browser to predict in windows.
-pub fn focus_metadata(
-    focus: Option<Focus>,
-) -> Res<Option<std::collections::HashMap<String, String>>> {
-    Ok(match focus {
-        Some(f) => Some(std::collections::HashMap::from([(
-            Focus::METADATA_KEY.to_string(),
-            serde_json::to_string(&f)?,
-        )])),
-        None => None,
-    })
-}

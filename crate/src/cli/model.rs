@@ -1,18 +1,17 @@
 //! `info`, `convert` and `init`: SAM checkpoints on the command line.
 
-use std::collections::HashMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use brainsam::backend;
-use brainsam::model::checkpoint::{load_sam, state_dict};
-use brainsam::model::grow::insert_encoder_blocks;
+use brainsam::model::io::checkpoint::{geometry_of, load_sam};
+use brainsam::model::io::grow::insert_encoder_blocks;
+use brainsam::model::io::{model_bytes, state_dict_bytes, ModelMeta};
 use brainsam::model::{Geometry, Sam};
-use brainsam::segment::Focus;
-use brainsam::weights::{write_safetensors, StateDict};
+use brainsam::weights::StateDict;
 
 use super::choices::name;
-use super::common::{focus_metadata, parse_focus, FocusChoice};
+use super::common::{parse_focus, FocusChoice};
 
 type Res = Result<(), Box<dyn Error>>;
 
@@ -98,19 +97,9 @@ fn read(path: &Path) -> Result<Vec<u8>, Box<dyn Error>> {
 /// Reads a checkpoint and checks it builds a model: every tensor used, every shape right.
 fn load(path: &Path) -> Result<(StateDict, Geometry, Sam), Box<dyn Error>> {
     let sd = StateDict::from_bytes(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
-    let geometry = Geometry::from_state_dict(&sd)?;
+    let geometry = geometry_of(&sd)?;
     let sam = load_sam(&geometry.config(), sd.clone(), &backend::cpu())?;
     Ok((sd, geometry, sam))
-}
-
-fn metadata(g: &Geometry) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    m.insert("format".into(), "segment-anything".into());
-    m.insert(
-        "geometry".into(),
-        serde_json::to_string(g).unwrap_or_default(),
-    );
-    m
 }
 
 pub fn info(a: &InfoArgs) -> Res {
@@ -122,7 +111,7 @@ pub fn info(a: &InfoArgs) -> Res {
         e = g.image_size / g.patch_size,
         m = 4 * g.image_size / g.patch_size,
     );
-    match Focus::of_checkpoint(&read(&a.checkpoint)?) {
+    match ModelMeta::read(&read(&a.checkpoint)?).focus {
         Some(f) => println!(
             "focus        predicts on a window around each prompt: {}× its larger side, at least {} px",
             f.context, f.min_side
@@ -176,15 +165,11 @@ pub fn convert(a: &ConvertArgs) -> Res {
         );
         (sd, g) = (grown_sd, grown);
     }
-    let mut meta = metadata(&g);
     let focus = match &a.focus {
         Some(f) => f.resolve(None),
-        None => Focus::of_checkpoint(&read(&a.input)?),
+        None => ModelMeta::read(&read(&a.input)?).focus,
     };
-    if let Some(m) = focus_metadata(focus)? {
-        meta.extend(m);
-    }
-    let bytes = write_safetensors(sd.iter(), a.half, Some(meta))?;
+    let bytes = state_dict_bytes(&sd, &g, &ModelMeta { focus }, a.half)?;
     std::fs::write(&a.output, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
     println!(
@@ -216,8 +201,7 @@ pub fn init(a: &InitArgs) -> Res {
     let device = backend::cpu();
     device.seed(a.seed);
     let sam = g.config().init(&device);
-    let sd = pollster::block_on(state_dict(&sam))?;
-    let bytes = write_safetensors(sd.iter(), a.half, Some(metadata(&g)))?;
+    let bytes = pollster::block_on(model_bytes(&sam, &g, &ModelMeta::default(), a.half))?;
     std::fs::write(&a.out, &bytes).map_err(|e| format!("cannot write {}: {e}", a.out.display()))?;
     println!(
         "wrote {} ({:.1} MB, random weights, seed {})",

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use brainsam::data::synth::Contrast;
-use brainsam::model::adapter::{adapter_bytes, adapter_params, AdapterMeta};
-use brainsam::model::checkpoint::state_dict;
+use brainsam::model::io::adapter::{adapter_bytes, adapter_params, AdapterMeta};
+use brainsam::model::io::{model_bytes, ModelMeta};
 use brainsam::model::lora::{LoraConfig, LoraTarget};
 use brainsam::model::{Geometry, Sam};
 use brainsam::train::plot::curve_png;
@@ -13,14 +13,13 @@ use brainsam::train::sampler::SamplerConfig;
 use brainsam::train::schedule::Decay;
 use brainsam::train::trainer::{train, StepLog, TrainConfig, TrainVolume};
 use brainsam::train::LossWeights;
-use brainsam::weights::write_safetensors;
 use burn::prelude::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::choices::{Axis, Backend};
 use super::common::{
-    focus_metadata, label_maps, load_label_map, load_model, load_pairs, parse_pairs,
-    parse_structures, read, sha256_hex, PairsSpec, Res, Structures,
+    label_maps, load_label_map, load_model, load_pairs, parse_pairs, parse_structures, read,
+    sha256_hex, PairsSpec, Res, Structures,
 };
 use super::train_log::TrainLog;
 
@@ -360,12 +359,13 @@ pub fn run(a: &TrainArgs) -> Res {
         None => {
             // Every parameter trained (the state dict also holds buffers, e.g. the prompt
             // encoder's fixed Fourier features).
-            let sd = pollster::block_on(state_dict(&sam))?;
             let n = sam.param_counts().iter().map(|p| p.1).sum();
-            let meta = focus_metadata(cfg.sampler.inference_focus())?;
+            let meta = ModelMeta {
+                focus: cfg.sampler.inference_focus(),
+            };
             (
                 "model.safetensors",
-                write_safetensors(sd.iter(), false, meta)?,
+                pollster::block_on(model_bytes(&sam, &geometry, &meta, false))?,
                 n,
             )
         }

@@ -1,10 +1,11 @@
-//! Model presets and geometry read off a checkpoint.
+//! Model presets: the geometry of a SAM and the config it builds (reading it off a checkpoint
+//! is [`super::io::checkpoint::geometry_of`]).
 //!
 //! ViT-B, -L and -H differ by four numbers: embed dim, depth, heads and global blocks.
 
 use super::image_encoder::ImageEncoderConfig;
 use super::sam::SamConfig;
-use crate::weights::{StateDict, WeightsError};
+use crate::weights::WeightsError;
 
 /// Free geometry of the image encoder (prompt dim 256 and SAM's decoder are fixed).
 /// Meta's models use patch 16 and window 14; a smaller patch gives finer masks (the
@@ -91,75 +92,6 @@ impl Geometry {
                 .with_window_size(self.window_size),
         )
     }
-
-    /// Reads the geometry off SAM's tensor shapes: embed dim from the patch embedding, depth
-    /// from the block count, heads from the relative-position width, global blocks from the
-    /// relative-position length, image size from the position grid.
-    pub fn from_state_dict(sd: &StateDict) -> Result<Self, WeightsError> {
-        let shape = |k: &str| {
-            sd.shape(k)
-                .map(<[usize]>::to_vec)
-                .ok_or_else(|| WeightsError::NotSam(format!("no tensor `{k}`")))
-        };
-        let patch = shape("image_encoder.patch_embed.proj.weight")?;
-        let (embed_dim, patch_size) = match patch.as_slice() {
-            [e, 3, p, p2] if p == p2 => (*e, *p),
-            other => {
-                return Err(WeightsError::NotSam(format!(
-                    "patch embedding has shape {other:?}, expected [embed_dim, 3, p, p]"
-                )))
-            }
-        };
-        let grid = match shape("image_encoder.pos_embed")?.as_slice() {
-            [1, g, g2, _] if g == g2 => *g,
-            other => {
-                return Err(WeightsError::NotSam(format!(
-                    "pos_embed has shape {other:?}"
-                )))
-            }
-        };
-        let depth = (0..)
-            .take_while(|i| {
-                sd.shape(&format!("image_encoder.blocks.{i}.norm1.weight"))
-                    .is_some()
-            })
-            .count();
-        if depth == 0 {
-            return Err(WeightsError::NotSam("no image encoder blocks".into()));
-        }
-        let mut num_heads = 0;
-        let mut global_attn_indexes = Vec::new();
-        let mut window_size = None;
-        for i in 0..depth {
-            let rel = shape(&format!("image_encoder.blocks.{i}.attn.rel_pos_h"))?;
-            let (len, head_dim) = match rel.as_slice() {
-                [l, d] if *d > 0 => (*l, *d),
-                other => {
-                    return Err(WeightsError::NotSam(format!(
-                        "block {i} rel_pos_h has shape {other:?}"
-                    )))
-                }
-            };
-            num_heads = embed_dim / head_dim;
-            // Global blocks span the whole grid (2g - 1 positions); windowed ones 2w - 1.
-            if len == 2 * grid - 1 {
-                global_attn_indexes.push(i);
-            } else {
-                window_size = Some(len.div_ceil(2));
-            }
-        }
-        let g = Self {
-            embed_dim,
-            depth,
-            num_heads,
-            global_attn_indexes,
-            image_size: grid * patch_size,
-            patch_size,
-            window_size: window_size.unwrap_or(14),
-        };
-        g.validate()?;
-        Ok(g)
-    }
 }
 
 #[cfg(test)]
@@ -181,7 +113,6 @@ impl Geometry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::HostTensor;
 
     #[test]
     fn presets_differ_by_the_four_numbers_of_the_paper() {
@@ -191,39 +122,6 @@ mod tests {
         assert_eq!((h.embed_dim, h.depth, h.num_heads), (1280, 32, 16));
         assert_eq!(h.global_attn_indexes, vec![7, 15, 23, 31]);
         assert!(Geometry::preset("vit_x").is_none());
-    }
-
-    #[test]
-    fn geometry_is_read_off_tensor_shapes() {
-        let mut sd = StateDict::new();
-        let mut put = |k: &str, s: &[usize]| {
-            sd.insert(
-                k,
-                HostTensor::new(s.to_vec(), vec![0.0; s.iter().product()]),
-            )
-        };
-        put("image_encoder.patch_embed.proj.weight", &[64, 3, 16, 16]);
-        put("image_encoder.pos_embed", &[1, 16, 16, 64]);
-        for (i, len) in [27, 31, 27].into_iter().enumerate() {
-            put(&format!("image_encoder.blocks.{i}.norm1.weight"), &[64]);
-            put(
-                &format!("image_encoder.blocks.{i}.attn.rel_pos_h"),
-                &[len, 16],
-            );
-        }
-        let g = Geometry::from_state_dict(&sd).unwrap();
-        assert_eq!(
-            g,
-            Geometry {
-                embed_dim: 64,
-                depth: 3,
-                num_heads: 4,
-                global_attn_indexes: vec![1],
-                image_size: 256,
-                patch_size: 16,
-                window_size: 14,
-            }
-        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! ViT image encoder: patch embedding, absolute positions, windowed and global attention
-//! blocks with decomposed relative positions, and the convolutional neck.
+//! blocks with decomposed relative positions, and the convolutional neck. LoRA adapters
+//! (see [`super::lora`]) act in the attention projections and MLPs, on top of the weights
+//! or merged into them.
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -11,8 +13,8 @@ use super::common::{
     chunked_attention, conv2d_matmul, Activation, LayerNorm2d, MlpBlock, NamedParams, ParamRef,
     Visitor,
 };
-use super::lora::{AttentionLora, LoraConfig, LoraTarget, MlpLora};
-use crate::weights::{HostTensor, WeightsError};
+use super::lora::{Adapter, AttentionLora, LoraConfig, LoraTarget, MlpLora};
+use crate::weights::WeightsError;
 
 /// Geometry of the ViT image encoder.
 #[derive(Config, Debug, PartialEq)]
@@ -113,23 +115,25 @@ impl ImageEncoder {
 }
 
 impl ImageEncoder {
-    /// Adds fresh adapters (B = 0, so outputs are unchanged) to every block.
+    /// Adds fresh adapters (B = 0, so outputs are unchanged) to every block, replacing any
+    /// it had (merged ones stay folded into the weights).
     pub fn add_lora(&mut self, config: &LoraConfig, device: &Device) {
         let attention = config.targets.iter().any(|t| *t != LoraTarget::Mlp);
         let mlp = config.targets.contains(&LoraTarget::Mlp);
         for block in &mut self.blocks {
             let [dim, hidden] = block.mlp.lin1.weight.dims();
-            block.attn.lora = attention.then(|| AttentionLora::new(dim, config, device));
-            block.attn.merged_lora = None;
-            block.mlp_lora = mlp.then(|| MlpLora::new(dim, hidden, config, device));
-            block.merged_mlp_lora = None;
+            block.attn.lora =
+                attention.then(|| Adapter::new(AttentionLora::new(dim, config, device)));
+            block.mlp_lora = mlp.then(|| Adapter::new(MlpLora::new(dim, hidden, config, device)));
         }
     }
 
+    /// True when some block has an adapter acting on top of its weights (not merged).
     pub fn has_lora(&self) -> bool {
-        self.blocks
-            .iter()
-            .any(|b| b.attn.lora.is_some() || b.mlp_lora.is_some())
+        self.blocks.iter().any(|b| {
+            b.attn.lora.as_ref().is_some_and(|a| !a.is_merged())
+                || b.mlp_lora.as_ref().is_some_and(|a| !a.is_merged())
+        })
     }
 
     pub fn merge_lora(&mut self) {
@@ -142,13 +146,13 @@ impl ImageEncoder {
 
     /// Names the adapter tensors `{prefix}.blocks.{i}.attn.lora_{q,k,v,proj}.{a,b}` and
     /// `{prefix}.blocks.{i}.mlp.lora_{lin1,lin2}.{a,b}` (`a` is `[in, rank]`, `b` is
-    /// `[rank, out]`).
+    /// `[rank, out]`); active adapters only, as merged ones are part of the weights.
     pub fn visit_lora(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
         for (i, block) in self.blocks.iter_mut().enumerate() {
-            if let Some(lora) = block.attn.lora.as_mut() {
+            if let Some(lora) = block.attn.lora.as_mut().and_then(Adapter::active_mut) {
                 lora.visit_named(&format!("{prefix}.blocks.{i}.attn"), f)?;
             }
-            if let Some(lora) = block.mlp_lora.as_mut() {
+            if let Some(lora) = block.mlp_lora.as_mut().and_then(Adapter::active_mut) {
                 lora.visit_named(&format!("{prefix}.blocks.{i}.mlp"), f)?;
             }
         }
@@ -182,9 +186,8 @@ pub struct Block {
     pub norm2: LayerNorm,
     pub mlp: MlpBlock,
     pub window_size: usize,
-    /// MLP adapters (LoRA target `mlp`), unmerged and merged as for attention.
-    pub mlp_lora: Option<MlpLora>,
-    pub merged_mlp_lora: Option<MlpLora>,
+    /// MLP adapter (LoRA target `mlp`), active or merged as for attention.
+    pub mlp_lora: Option<Adapter<MlpLora>>,
 }
 
 impl Block {
@@ -202,7 +205,6 @@ impl Block {
             mlp: MlpBlock::new(d, d * cfg.mlp_ratio, Activation::Gelu, device),
             window_size,
             mlp_lora: None,
-            merged_mlp_lora: None,
         }
     }
 
@@ -220,10 +222,33 @@ impl Block {
         };
         let x = shortcut + x;
         let h = self.norm2.forward(x.clone());
-        x + match &self.mlp_lora {
+        x + match self.mlp_lora.as_ref().and_then(Adapter::active) {
             Some(lora) => lora.forward(&self.mlp, h),
             None => self.mlp.forward(h),
         }
+    }
+
+    /// Folds attention and MLP adapters into the weights.
+    pub fn merge_lora(&mut self) {
+        self.attn.merge_lora();
+        if let Some(adapter) = self.mlp_lora.as_mut() {
+            adapter.merge(|lora, sign| apply_mlp_delta(&mut self.mlp, lora, sign));
+        }
+    }
+
+    /// Takes merged adapters back out of the weights.
+    pub fn unmerge_lora(&mut self) {
+        self.attn.unmerge_lora();
+        if let Some(adapter) = self.mlp_lora.as_mut() {
+            adapter.unmerge(|lora, sign| apply_mlp_delta(&mut self.mlp, lora, sign));
+        }
+    }
+}
+
+/// Adds `sign` times the MLP adapter's dense updates to both layers' weights.
+fn apply_mlp_delta(mlp: &mut MlpBlock, lora: &MlpLora, sign: f64) {
+    for (lin, l) in [(&mut mlp.lin1, &lora.lin1), (&mut mlp.lin2, &lora.lin2)] {
+        lin.weight = Param::from_tensor(lin.weight.val() + l.delta() * sign);
     }
 }
 
@@ -247,10 +272,8 @@ pub struct Attention {
     pub rel_pos_h: Param<Tensor<2>>,
     pub rel_pos_w: Param<Tensor<2>>,
     pub num_heads: usize,
-    /// Low-rank adapters applied on top of `qkv` / `proj`.
-    pub lora: Option<AttentionLora>,
-    /// Adapters currently folded into the weights (kept to unmerge).
-    pub merged_lora: Option<AttentionLora>,
+    /// Low-rank adapters of `qkv` / `proj`: applied on top, or folded into the weights.
+    pub lora: Option<Adapter<AttentionLora>>,
 }
 
 impl Attention {
@@ -263,7 +286,6 @@ impl Attention {
             rel_pos_w: Param::from_tensor(Tensor::zeros([2 * side - 1, head_dim], device)),
             num_heads,
             lora: None,
-            merged_lora: None,
         }
     }
 
@@ -273,8 +295,9 @@ impl Attention {
         let heads = self.num_heads;
         let hd = c / heads;
         let n = h * w;
+        let lora = self.lora.as_ref().and_then(Adapter::active);
         let mut qkv = self.qkv.forward(x.clone());
-        if let Some(delta) = self.lora.as_ref().and_then(|l| l.qkv_delta(x)) {
+        if let Some(delta) = lora.and_then(|l| l.qkv_delta(x)) {
             qkv = qkv + delta;
         }
         let qkv = qkv
@@ -297,9 +320,27 @@ impl Attention {
             .reshape([b, heads, h, w, hd])
             .permute([0, 2, 3, 1, 4])
             .reshape([b, h, w, c]);
-        match self.lora.as_ref().and_then(|l| l.proj.as_ref()) {
+        match lora.and_then(|l| l.proj.as_ref()) {
             Some(p) => self.proj.forward(out.clone()) + p.forward(out),
             None => self.proj.forward(out),
+        }
+    }
+
+    /// Folds the adapter into `qkv` and `proj` so inference costs nothing extra.
+    pub fn merge_lora(&mut self) {
+        if let Some(adapter) = self.lora.as_mut() {
+            adapter.merge(|lora, sign| {
+                apply_attention_delta(&mut self.qkv, &mut self.proj, lora, sign)
+            });
+        }
+    }
+
+    /// Takes a merged adapter back out of the weights.
+    pub fn unmerge_lora(&mut self) {
+        if let Some(adapter) = self.lora.as_mut() {
+            adapter.unmerge(|lora, sign| {
+                apply_attention_delta(&mut self.qkv, &mut self.proj, lora, sign)
+            });
         }
     }
 
@@ -347,6 +388,16 @@ impl NamedParams for Attention {
     }
 }
 
+/// Adds `sign` times the adapter's dense updates to the `qkv` and `proj` weights.
+fn apply_attention_delta(qkv: &mut Linear, proj: &mut Linear, lora: &AttentionLora, sign: f64) {
+    let [dim, _] = qkv.weight.dims();
+    let device = qkv.weight.device();
+    qkv.weight = Param::from_tensor(qkv.weight.val() + lora.qkv_weight_delta(dim, &device) * sign);
+    if let Some(p) = &lora.proj {
+        proj.weight = Param::from_tensor(proj.weight.val() + p.delta() * sign);
+    }
+}
+
 /// `R[i, j] = rel_pos[i - j + size - 1]` for query and key positions of one axis.
 fn gather_rel_pos(rel_pos: Tensor<2>, size: usize, device: &Device) -> Tensor<3> {
     let hd = rel_pos.dims()[1];
@@ -391,112 +442,5 @@ fn window_unpartition(
         x.slice([0..b, 0..h, 0..w])
     } else {
         x
-    }
-}
-
-/// Linear resampling of `len` samples to `out` samples (PyTorch's `interpolate(mode="linear",
-/// align_corners=False)`): returns, per output index, the two source indices and weight.
-fn linear_taps(len: usize, out: usize) -> Vec<(usize, usize, f32)> {
-    let scale = len as f32 / out as f32;
-    (0..out)
-        .map(|i| {
-            let src = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
-            let i0 = (src.floor() as usize).min(len - 1);
-            let i1 = (i0 + 1).min(len - 1);
-            (i0, i1, src - i0 as f32)
-        })
-        .collect()
-}
-
-/// Relative positions of a checkpoint made for another input size are resampled linearly
-/// along their length, as Meta's `get_rel_pos` does at run time.
-pub(crate) fn resize_rel_pos(
-    key: &str,
-    t: HostTensor,
-    shape: [usize; 2],
-) -> Result<HostTensor, WeightsError> {
-    let [len, hd] = shape;
-    match *t.shape.as_slice() {
-        [l, d] if l == len && d == hd => Ok(t),
-        [l, d] if d == hd && l > 0 => {
-            let taps = linear_taps(l, len);
-            let mut data = Vec::with_capacity(len * hd);
-            for (i0, i1, f) in taps {
-                for c in 0..hd {
-                    data.push(t.data[i0 * hd + c] * (1.0 - f) + t.data[i1 * hd + c] * f);
-                }
-            }
-            Ok(HostTensor::new(shape.to_vec(), data))
-        }
-        _ => Err(WeightsError::Shape {
-            key: key.to_string(),
-            expected: shape.to_vec(),
-            found: t.shape,
-        }),
-    }
-}
-
-/// Absolute positions of a checkpoint made for another input size are resampled
-/// bilinearly over the token grid (so a 1024-px checkpoint can run at 256 px).
-pub(crate) fn resize_pos_embed(
-    key: &str,
-    t: HostTensor,
-    shape: [usize; 4],
-) -> Result<HostTensor, WeightsError> {
-    let [_, gh, gw, c] = shape;
-    let (sh, sw) = match t.shape.as_slice() {
-        &[1, sh, sw, sc] if sc == c && sh > 0 && sw > 0 => (sh, sw),
-        _ => {
-            return Err(WeightsError::Shape {
-                key: key.to_string(),
-                expected: shape.to_vec(),
-                found: t.shape,
-            })
-        }
-    };
-    if (sh, sw) == (gh, gw) {
-        return Ok(t);
-    }
-    let (ty, tx) = (linear_taps(sh, gh), linear_taps(sw, gw));
-    let at = |y: usize, x: usize, ch: usize| t.data[(y * sw + x) * c + ch];
-    let mut data = Vec::with_capacity(gh * gw * c);
-    for &(y0, y1, fy) in &ty {
-        for &(x0, x1, fx) in &tx {
-            for ch in 0..c {
-                let top = at(y0, x0, ch) * (1.0 - fx) + at(y0, x1, ch) * fx;
-                let bottom = at(y1, x0, ch) * (1.0 - fx) + at(y1, x1, ch) * fx;
-                data.push(top * (1.0 - fy) + bottom * fy);
-            }
-        }
-    }
-    Ok(HostTensor::new(shape.to_vec(), data))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pos_embed_resize_keeps_a_constant_field_constant() {
-        let t = HostTensor::new(vec![1, 4, 4, 2], vec![3.5; 32]);
-        let r = resize_pos_embed("k", t, [1, 7, 7, 2]).unwrap();
-        assert_eq!(r.shape, vec![1, 7, 7, 2]);
-        assert!(r.data.iter().all(|v| (v - 3.5).abs() < 1e-6));
-    }
-
-    #[test]
-    fn pos_embed_resize_halves_a_linear_ramp_at_pixel_centres() {
-        // 4 -> 2 samples: output centres fall at source positions 0.5 and 2.5.
-        let data: Vec<f32> = (0..4).flat_map(|_| (0..4).map(|x| x as f32)).collect();
-        let r =
-            resize_pos_embed("k", HostTensor::new(vec![1, 4, 4, 1], data), [1, 2, 2, 1]).unwrap();
-        assert_eq!(r.data, vec![0.5, 2.5, 0.5, 2.5]);
-    }
-
-    #[test]
-    fn rel_pos_of_wrong_width_is_a_shape_error() {
-        let t = HostTensor::new(vec![27, 8], vec![0.0; 27 * 8]);
-        let err = resize_rel_pos("blocks.0.attn.rel_pos_h", t, [27, 16]).unwrap_err();
-        assert!(err.to_string().contains("[27, 8]"));
     }
 }

@@ -5,6 +5,9 @@
 //! gains `ΔW = (alpha / rank) · A B` with `A: [in, r]`, `B: [r, out]`, B starting at zero so
 //! training starts exactly at the base model. q and v live inside the fused `qkv`
 //! projection, so their updates are added to the matching thirds of its output.
+//!
+//! This file holds the adapters and their arithmetic only; the image encoder decides where
+//! they act and folds them into its weights ([`Adapter`] records which of the two it is).
 
 use burn::module::Param;
 use burn::prelude::*;
@@ -13,7 +16,6 @@ use burn::tensor::module::linear;
 use burn::tensor::Distribution;
 
 use super::common::{MlpBlock, NamedParams, ParamRef, Visitor};
-use super::image_encoder::{Attention, Block};
 use crate::weights::WeightsError;
 
 /// An attention projection an adapter can target.
@@ -76,6 +78,53 @@ impl LowRank {
     }
 }
 
+/// An adapter and where it acts: on top of the base weights (active) or folded into them
+/// (merged, kept so it can be taken back out). One value, so an adapter cannot be both.
+#[derive(Module, Debug)]
+pub struct Adapter<L: Module> {
+    lora: L,
+    merged: bool,
+}
+
+impl<L: Module> Adapter<L> {
+    /// A fresh, active adapter.
+    pub fn new(lora: L) -> Self {
+        Self {
+            lora,
+            merged: false,
+        }
+    }
+
+    /// The adapter when it acts on top of the base weights; None once merged.
+    pub fn active(&self) -> Option<&L> {
+        (!self.merged).then_some(&self.lora)
+    }
+
+    pub fn active_mut(&mut self) -> Option<&mut L> {
+        (!self.merged).then_some(&mut self.lora)
+    }
+
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+
+    /// Folds an active adapter into the base weights with `apply(lora, 1.0)`.
+    pub fn merge(&mut self, apply: impl FnOnce(&L, f64)) {
+        if !self.merged {
+            apply(&self.lora, 1.0);
+            self.merged = true;
+        }
+    }
+
+    /// Takes a merged adapter back out with `apply(lora, -1.0)`.
+    pub fn unmerge(&mut self, apply: impl FnOnce(&L, f64)) {
+        if self.merged {
+            apply(&self.lora, -1.0);
+            self.merged = false;
+        }
+    }
+}
+
 /// The adapters of one attention block.
 #[derive(Module, Debug)]
 pub struct AttentionLora {
@@ -115,7 +164,7 @@ impl AttentionLora {
     }
 
     /// Dense update of the qkv weight `[C, 3C]`, zeros where a projection has no adapter.
-    fn qkv_weight_delta(&self, dim: usize, device: &Device) -> Tensor<2> {
+    pub fn qkv_weight_delta(&self, dim: usize, device: &Device) -> Tensor<2> {
         let parts = [&self.q, &self.k, &self.v].map(|p| {
             p.as_ref()
                 .map(LowRank::delta)
@@ -140,34 +189,6 @@ impl NamedParams for AttentionLora {
             }
         }
         Ok(())
-    }
-}
-
-impl Attention {
-    /// Folds the adapters into `qkv` and `proj` so inference costs nothing extra.
-    pub fn merge_lora(&mut self) {
-        let Some(lora) = self.lora.take() else { return };
-        self.apply_delta(&lora, 1.0);
-        self.merged_lora = Some(lora);
-    }
-
-    /// Takes merged adapters back out of the weights.
-    pub fn unmerge_lora(&mut self) {
-        let Some(lora) = self.merged_lora.take() else {
-            return;
-        };
-        self.apply_delta(&lora, -1.0);
-        self.lora = Some(lora);
-    }
-
-    fn apply_delta(&mut self, lora: &AttentionLora, sign: f64) {
-        let [dim, _] = self.qkv.weight.dims();
-        let device = self.qkv.weight.device();
-        let w = self.qkv.weight.val() + lora.qkv_weight_delta(dim, &device) * sign;
-        self.qkv.weight = Param::from_tensor(w);
-        if let Some(p) = &lora.proj {
-            self.proj.weight = Param::from_tensor(self.proj.weight.val() + p.delta() * sign);
-        }
     }
 }
 
@@ -200,35 +221,6 @@ impl NamedParams for MlpLora {
             f(&format!("{prefix}.lora_{name}.b"), ParamRef::D2(&mut l.b))?;
         }
         Ok(())
-    }
-}
-
-impl Block {
-    /// Folds attention and MLP adapters into the weights.
-    pub fn merge_lora(&mut self) {
-        self.attn.merge_lora();
-        if let Some(lora) = self.mlp_lora.take() {
-            self.apply_mlp_delta(&lora, 1.0);
-            self.merged_mlp_lora = Some(lora);
-        }
-    }
-
-    /// Takes merged adapters back out of the weights.
-    pub fn unmerge_lora(&mut self) {
-        self.attn.unmerge_lora();
-        if let Some(lora) = self.merged_mlp_lora.take() {
-            self.apply_mlp_delta(&lora, -1.0);
-            self.mlp_lora = Some(lora);
-        }
-    }
-
-    fn apply_mlp_delta(&mut self, lora: &MlpLora, sign: f64) {
-        for (lin, l) in [
-            (&mut self.mlp.lin1, &lora.lin1),
-            (&mut self.mlp.lin2, &lora.lin2),
-        ] {
-            lin.weight = Param::from_tensor(lin.weight.val() + l.delta() * sign);
-        }
     }
 }
 
@@ -267,7 +259,12 @@ mod tests {
             LoraConfig::new().with_targets(vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Proj]);
         sam.image_encoder.add_lora(&config, &device);
         for block in sam.image_encoder.blocks.iter_mut() {
-            let lora = block.attn.lora.as_mut().unwrap();
+            let lora = block
+                .attn
+                .lora
+                .as_mut()
+                .and_then(Adapter::active_mut)
+                .unwrap();
             for l in [&mut lora.q, &mut lora.v, &mut lora.proj]
                 .into_iter()
                 .flatten()
@@ -283,7 +280,12 @@ mod tests {
         let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
         let with_adapters = sam.image_encoder.forward(x.clone());
         sam.image_encoder.merge_lora();
-        assert!(sam.image_encoder.blocks[0].attn.lora.is_none());
+        assert!(sam.image_encoder.blocks[0]
+            .attn
+            .lora
+            .as_ref()
+            .and_then(Adapter::active)
+            .is_none());
         let merged = sam.image_encoder.forward(x.clone());
         assert!(max_diff(with_adapters.clone(), merged) < 1e-4);
         sam.image_encoder.unmerge_lora();
@@ -298,7 +300,12 @@ mod tests {
         let (mut sam, device) = small();
         sam.image_encoder.add_lora(&LoraConfig::new(), &device);
         for block in sam.image_encoder.blocks.iter_mut() {
-            let lora = block.attn.lora.as_mut().unwrap();
+            let lora = block
+                .attn
+                .lora
+                .as_mut()
+                .and_then(Adapter::active_mut)
+                .unwrap();
             for l in [&mut lora.q, &mut lora.v].into_iter().flatten() {
                 l.b = Param::from_tensor(Tensor::random(
                     l.b.dims(),
@@ -307,7 +314,7 @@ mod tests {
                 ));
             }
         }
-        let sd = pollster::block_on(crate::model::checkpoint::lora_state_dict(&sam)).unwrap();
+        let sd = pollster::block_on(crate::model::io::checkpoint::lora_state_dict(&sam)).unwrap();
         assert_eq!(sd.len(), 2 * 2 * 2, "2 blocks x (q, v) x (a, b)");
         assert_eq!(
             sd.shape("image_encoder.blocks.1.attn.lora_v.a"),
@@ -317,12 +324,13 @@ mod tests {
         let expected = sam.image_encoder.forward(x.clone());
 
         // A new model from the base checkpoint plus the adapter file computes the same.
-        let base = pollster::block_on(crate::model::checkpoint::state_dict(&sam)).unwrap();
+        let base = pollster::block_on(crate::model::io::checkpoint::state_dict(&sam)).unwrap();
         let mut rebuilt =
-            crate::model::checkpoint::load_sam(&small_config(), base, &device).unwrap();
+            crate::model::io::checkpoint::load_sam(&small_config(), base, &device).unwrap();
         let bytes = crate::weights::write_safetensors(sd.iter(), false, None).unwrap();
         let sd = crate::weights::StateDict::from_bytes(&bytes).unwrap();
-        crate::model::checkpoint::load_lora(&mut rebuilt, &LoraConfig::new(), sd, &device).unwrap();
+        crate::model::io::checkpoint::load_lora(&mut rebuilt, &LoraConfig::new(), sd, &device)
+            .unwrap();
         assert_eq!(max_diff(expected, rebuilt.image_encoder.forward(x)), 0.0);
     }
 
@@ -331,11 +339,12 @@ mod tests {
         let (mut sam, device) = small();
         sam.image_encoder
             .add_lora(&LoraConfig::new().with_rank(8), &device);
-        let sd = pollster::block_on(crate::model::checkpoint::lora_state_dict(&sam)).unwrap();
+        let sd = pollster::block_on(crate::model::io::checkpoint::lora_state_dict(&sam)).unwrap();
         let (mut other, _) = small();
-        let err = crate::model::checkpoint::load_lora(&mut other, &LoraConfig::new(), sd, &device)
-            .unwrap_err()
-            .to_string();
+        let err =
+            crate::model::io::checkpoint::load_lora(&mut other, &LoraConfig::new(), sd, &device)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("lora_q.a") && err.contains("[32, 8]"), "{err}");
     }
 
@@ -356,7 +365,11 @@ mod tests {
                 block.attn.lora.is_none(),
                 "no attention adapters were asked for"
             );
-            let lora = block.mlp_lora.as_mut().unwrap();
+            let lora = block
+                .mlp_lora
+                .as_mut()
+                .and_then(Adapter::active_mut)
+                .unwrap();
             for l in [&mut lora.lin1, &mut lora.lin2] {
                 l.b = Param::from_tensor(Tensor::random(
                     l.b.dims(),
@@ -371,7 +384,11 @@ mod tests {
             "adapters had no effect"
         );
         sam.image_encoder.merge_lora();
-        assert!(sam.image_encoder.blocks[0].mlp_lora.is_none());
+        assert!(sam.image_encoder.blocks[0]
+            .mlp_lora
+            .as_ref()
+            .and_then(Adapter::active)
+            .is_none());
         assert!(max_diff(adapted, sam.image_encoder.forward(x.clone())) < 1e-4);
         sam.image_encoder.unmerge_lora();
         let d: f32 = (sam.image_encoder.blocks[1].mlp.lin2.weight.val() - base_lin2)
@@ -379,7 +396,7 @@ mod tests {
             .max()
             .into_scalar();
         assert!(d < 1e-5, "base lin2 changed by {d}");
-        let sd = pollster::block_on(crate::model::checkpoint::lora_state_dict(&sam)).unwrap();
+        let sd = pollster::block_on(crate::model::io::checkpoint::lora_state_dict(&sam)).unwrap();
         assert_eq!(
             sd.shape("image_encoder.blocks.0.mlp.lora_lin1.a"),
             Some(&[32usize, 4][..])
@@ -388,6 +405,41 @@ mod tests {
             sd.shape("image_encoder.blocks.0.mlp.lora_lin2.a"),
             Some(&[128usize, 4][..])
         );
+    }
+
+    #[test]
+    fn merging_twice_folds_the_adapter_in_once_and_unmerging_twice_takes_it_out_once() {
+        let (mut sam, device) = small();
+        sam.image_encoder.add_lora(&LoraConfig::new(), &device);
+        let lora = sam.image_encoder.blocks[0]
+            .attn
+            .lora
+            .as_mut()
+            .and_then(Adapter::active_mut)
+            .unwrap();
+        let q = lora.q.as_mut().unwrap();
+        q.b = Param::from_tensor(Tensor::random(
+            q.b.dims(),
+            Distribution::Normal(0.0, 0.5),
+            &device,
+        ));
+        let diff = |a: Tensor<2>, b: Tensor<2>| -> f32 { (a - b).abs().max().into_scalar() };
+        let base = sam.image_encoder.blocks[0].attn.qkv.weight.val();
+        sam.image_encoder.merge_lora();
+        let once = sam.image_encoder.blocks[0].attn.qkv.weight.val();
+        assert!(diff(once.clone(), base.clone()) > 1e-3);
+        sam.image_encoder.merge_lora();
+        let twice = sam.image_encoder.blocks[0].attn.qkv.weight.val();
+        assert_eq!(diff(twice, once), 0.0);
+        assert!(
+            !sam.image_encoder.has_lora(),
+            "a merged adapter still acts on top"
+        );
+        sam.image_encoder.unmerge_lora();
+        sam.image_encoder.unmerge_lora();
+        let back = sam.image_encoder.blocks[0].attn.qkv.weight.val();
+        assert!(diff(back, base) < 1e-5);
+        assert!(sam.image_encoder.has_lora());
     }
 
     #[test]

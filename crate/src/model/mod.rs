@@ -1,16 +1,19 @@
 //! Segment Anything, one module per component as in Meta's `modeling/`.
 //!
-//! Every module is a burn `Module` built from a `Config` and runs on any device (NdArray on
-//! the CPU, wgpu natively or WebGPU in a browser). Weights load by the official checkpoint
-//! key names, so `sam_vit_b_01ec64.pth` loads unchanged.
+//! Layers from the bottom: shared layers ([`common`]) and LoRA adapters ([`lora`]); the
+//! three components ([`image_encoder`], [`prompt_encoder`], [`mask_decoder`] with its
+//! [`transformer`]); the whole model ([`sam`]); presets ([`build`]) and the predictor
+//! ([`predictor`], [`transforms`]). Every module is a burn `Module` built from a `Config`
+//! and runs on any device (NdArray on the CPU, wgpu natively or WebGPU in a browser).
+//!
+//! Files are [`io`]'s business alone: weights load by the official checkpoint key names
+//! (so `sam_vit_b_01ec64.pth` loads unchanged), and [`io::load_model`] is the one way to
+//! load a model file with its adapter and metadata.
 
-pub mod adapter;
 pub mod build;
-pub mod checkpoint;
 pub mod common;
-#[cfg(not(target_family = "wasm"))]
-pub mod grow;
 pub mod image_encoder;
+pub mod io;
 pub mod lora;
 pub mod mask_decoder;
 pub mod predictor;

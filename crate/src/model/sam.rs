@@ -6,7 +6,7 @@ use super::common::{NamedParams, Visitor};
 use super::image_encoder::{ImageEncoder, ImageEncoderConfig};
 use super::mask_decoder::{MaskDecoder, MaskDecoderConfig};
 use super::prompt_encoder::{PromptEncoder, PromptEncoderConfig};
-use crate::weights::{StateDict, WeightsError};
+use crate::weights::WeightsError;
 
 /// ImageNet statistics SAM normalises with (RGB, 0-255 scale).
 pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
@@ -45,11 +45,6 @@ impl SamConfig {
             prompt_encoder: self.prompt_encoder().init(device),
             mask_decoder: self.mask_decoder.init(device),
         }
-    }
-
-    /// A model with the weights of `sd`, which must hold exactly SAM's tensors.
-    pub fn load(&self, sd: StateDict, device: &Device) -> Result<Sam, WeightsError> {
-        super::checkpoint::load_sam(self, sd, device)
     }
 }
 
@@ -133,7 +128,7 @@ impl NamedParams for Sam {
 mod tests {
     use super::*;
     use crate::model::build::Geometry;
-    use crate::model::checkpoint::state_dict;
+    use crate::model::io::checkpoint::{load_sam, state_dict};
     use crate::model::prompt_encoder::STRUCTURE_KINDS;
     use burn::tensor::Distribution;
 
@@ -169,7 +164,7 @@ mod tests {
         let key = "prompt_encoder.structure_embeddings.weight";
         let c = sam.prompt_encoder.no_mask_embed.dims()[1];
         assert_eq!(sd.shape(key), Some(&[STRUCTURE_KINDS, c][..]));
-        let loaded = config.load(sd, &device).unwrap();
+        let loaded = load_sam(&config, sd, &device).unwrap();
         assert!(loaded.prompt_encoder.knows_structures());
         assert_eq!(decode(&loaded, Some(3)), named);
 
@@ -179,7 +174,7 @@ mod tests {
             key,
             crate::weights::HostTensor::new(vec![4, c], vec![0.0; 4 * c]),
         );
-        let Err(err) = config.load(sd, &device) else {
+        let Err(err) = load_sam(&config, sd, &device) else {
             panic!("a 4-row table loaded");
         };
         assert!(err.to_string().contains("structure_embeddings"), "{err}");

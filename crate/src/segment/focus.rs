@@ -3,35 +3,11 @@
 //! slice.
 
 use super::{SegmentError, SlicePrompt};
+pub use crate::model::io::Focus;
 
-/// A square window around a prompt: `context` times the prompt's larger side, at least
-/// `min_side` pixels, inside the slice. A model trained on such windows (`train
-/// --focus-prob`) sees small structures enlarged to its whole input: its mask logits then
-/// resolve fractions of a voxel instead of two voxels (256-px input, 128² logits).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Focus {
-    pub context: f32,
-    pub min_side: usize,
-}
-
+/// Where a focused model predicts. The type is defined with the model file's metadata
+/// ([`crate::model::io::Focus`]), the window it implies here.
 impl Focus {
-    /// Checkpoint metadata key of the focus a model was trained for.
-    pub const METADATA_KEY: &'static str = "brainsam.focus";
-
-    /// The focus a checkpoint's metadata asks for; None for a whole-slice model (Meta's
-    /// checkpoints, `.pth` files, older brainsam models).
-    pub fn of_checkpoint(bytes: &[u8]) -> Option<Focus> {
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
-        let json = meta.metadata().as_ref()?.get(Self::METADATA_KEY)?;
-        serde_json::from_str::<Focus>(json)
-            .ok()
-            .filter(|f| f.valid())
-    }
-
-    pub fn valid(&self) -> bool {
-        self.context >= 1.0 && self.context.is_finite() && self.min_side > 0
-    }
-
     /// `[row0, col0, side]` of the window for `prompt` on a `rows × cols` slice: around its
     /// box, or else its first point, and grown to hold every point. Refining clicks inside
     /// the window thus keep it, and its encoding.
@@ -121,24 +97,5 @@ mod tests {
             "{r0} {c0} {side}"
         );
         assert!(f.window(&SlicePrompt::default(), 64, 64).is_err());
-    }
-
-    #[test]
-    fn focus_is_read_from_checkpoint_metadata_and_absent_otherwise() {
-        use std::collections::HashMap;
-        let sd = crate::weights::StateDict::default();
-        let f = Focus {
-            context: 2.0,
-            min_side: 64,
-        };
-        let meta = HashMap::from([(
-            Focus::METADATA_KEY.to_string(),
-            serde_json::to_string(&f).unwrap(),
-        )]);
-        let with = crate::weights::write_safetensors(sd.iter(), false, Some(meta)).unwrap();
-        let without = crate::weights::write_safetensors(sd.iter(), false, None).unwrap();
-        assert_eq!(Focus::of_checkpoint(&with), Some(f));
-        assert_eq!(Focus::of_checkpoint(&without), None);
-        assert_eq!(Focus::of_checkpoint(b"not a checkpoint"), None);
     }
 }

@@ -12,8 +12,8 @@ use burn::module::ParamId;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
-use crate::model::checkpoint::{load_lora, load_sam, lora_state_dict, state_dict};
 use crate::model::common::{NamedParams, ParamRef};
+use crate::model::io::checkpoint::{load_lora, load_sam, lora_state_dict, state_dict};
 use crate::model::lora::LoraConfig;
 use crate::model::{Geometry, Sam};
 use crate::weights::write_safetensors;

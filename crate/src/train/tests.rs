@@ -2,7 +2,7 @@
 //! against slices one at a time, and a loss that falls.
 
 use super::*;
-use crate::model::checkpoint::{lora_state_dict, state_dict};
+use crate::model::io::checkpoint::{lora_state_dict, state_dict};
 use crate::model::lora::LoraConfig;
 use crate::model::prompt_encoder::STRUCTURE_KINDS;
 use crate::model::{Geometry, Sam};
@@ -243,7 +243,7 @@ fn loss_decreases_on_a_small_synthetic_task() {
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use super::*;
-    use crate::model::checkpoint::{load_sam, state_dict};
+    use crate::model::io::checkpoint::{load_sam, state_dict};
     use crate::model::Geometry;
     use burn::optim::AdamWConfig;
 

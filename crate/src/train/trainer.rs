@@ -285,7 +285,7 @@ pub fn train(
 #[cfg(all(test, feature = "ndarray"))]
 mod tests {
     use super::*;
-    use crate::model::checkpoint::state_dict;
+    use crate::model::io::checkpoint::state_dict;
 
     fn toy_labels() -> LabelVolume {
         let n = 24;
@@ -375,7 +375,7 @@ mod tests {
             .iter()
             .map(|(k, t)| (k.clone(), t.data.clone()))
             .collect();
-        let l = pollster::block_on(crate::model::checkpoint::lora_state_dict(sam)).unwrap();
+        let l = pollster::block_on(crate::model::io::checkpoint::lora_state_dict(sam)).unwrap();
         v.extend(l.iter().map(|(k, t)| (k.clone(), t.data.clone())));
         v
     }

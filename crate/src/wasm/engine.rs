@@ -17,8 +17,7 @@ use crate::data::orient::axcodes;
 use crate::data::slicing::plane_axes;
 use crate::data::volume::{label_out_type, read_image, read_labels, write_labels};
 use crate::data::Volume;
-use crate::model::adapter::apply_adapter;
-use crate::model::checkpoint::load_checkpoint;
+use crate::model::io::{self, LoadedModel};
 use crate::model::Sam;
 use crate::segment::{Focus, Propagation, Session, SliceMask, SlicePrompt};
 
@@ -88,15 +87,15 @@ impl Engine {
     /// Replaces the current model; cached embeddings are dropped.
     #[wasm_bindgen(unchecked_return_type = "ModelInfo")]
     pub fn load_model(&self, weights: &[u8], adapter: Option<Vec<u8>>) -> Result<JsValue, JsError> {
-        let (mut sam, geometry) =
-            load_checkpoint(weights, &self.device).map_err(|e| err("model", e))?;
-        let mut adapter_info = None;
-        if let Some(a) = adapter {
-            let meta = apply_adapter(&mut sam, &geometry, &a, &self.device)
-                .map_err(|e| err("adapter", e))?;
-            sam.image_encoder.merge_lora();
-            adapter_info = Some(AdapterInfo::from(&meta));
-        }
+        // Errors read "model: …" or "adapter: …".
+        let LoadedModel {
+            sam,
+            geometry,
+            meta: model_meta,
+            adapter,
+        } = io::load_model(weights, adapter.as_deref(), &self.device)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        let adapter_info = adapter.as_ref().map(AdapterInfo::from);
         let parameters: usize = sam.param_counts().iter().map(|(_, n)| n).sum();
         let mut st = self
             .state
@@ -105,7 +104,7 @@ impl Engine {
         if let Some(s) = st.session.as_mut() {
             s.clear_cache();
         }
-        let focus = Focus::of_checkpoint(weights);
+        let focus = model_meta.focus;
         st.model = Some(Model { sam, focus });
         let attention_bytes = largest_attention_bytes(&geometry);
         to_js(&ModelInfo {

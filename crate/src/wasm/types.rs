@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::data::labels::Structure;
-use crate::model::adapter::AdapterMeta;
+use crate::model::io::adapter::AdapterMeta;
 use crate::model::Geometry;
 use crate::segment::{End, Focus};
 

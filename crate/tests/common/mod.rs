@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use brainsam::model::io::checkpoint::{geometry_of, load_sam};
 use brainsam::model::predictor::{preprocess_image, read_f32};
 use brainsam::model::transforms::ResizeLongestSide;
 use brainsam::model::{Geometry, Prompt, SamPredictor};
@@ -87,11 +88,11 @@ pub fn check_fixture(dir: &Path, device: &Device, tol: f64) -> String {
         .expect("config.json");
     let sd = StateDict::from_bytes(&std::fs::read(dir.join("sam.pth")).unwrap()).expect("sam.pth");
     assert_eq!(
-        Geometry::from_state_dict(&sd).expect("geometry"),
+        geometry_of(&sd).expect("geometry"),
         config,
         "geometry read off the checkpoint"
     );
-    let sam = config.config().load(sd, device).expect("load");
+    let sam = load_sam(&config.config(), sd, device).expect("load");
     let case = read_case(&std::fs::read(dir.join("case.safetensors")).unwrap());
 
     let image = tensor(&case, "image").expect("image");

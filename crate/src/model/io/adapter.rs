@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use burn::prelude::*;
 use safetensors::SafeTensors;
 
-use super::build::Geometry;
 use super::checkpoint::{collect_named, load_lora, load_param};
-use super::common::NamedParams;
-use super::lora::LoraConfig;
-use super::Sam;
+use super::header::ADAPTER_KEY;
+use crate::model::build::Geometry;
+use crate::model::common::{NamedParams, ParamRef};
+use crate::model::lora::LoraConfig;
+use crate::model::sam::Sam;
 use crate::weights::{write_safetensors, StateDict, WeightsError};
 
 /// Metadata of an adapter file.
@@ -24,8 +25,6 @@ pub struct AdapterMeta {
     /// Common structure ids (see `data::labels`) it was trained on.
     pub labels: Vec<i32>,
 }
-
-const META_KEY: &str = "brainsam_adapter";
 
 fn is_lora_key(k: &str) -> bool {
     k.contains(".attn.lora_") || k.contains(".mlp.lora_")
@@ -41,7 +40,7 @@ pub async fn adapter_bytes(sam: &Sam, meta: &AdapterMeta) -> Result<Vec<u8>, Wei
     })
     .await?;
     let json = serde_json::to_string(meta).map_err(|e| WeightsError::NotSam(e.to_string()))?;
-    let metadata = HashMap::from([(META_KEY.to_string(), json)]);
+    let metadata = HashMap::from([(ADAPTER_KEY.to_string(), json)]);
     write_safetensors(sd.iter(), false, Some(metadata))
 }
 
@@ -52,7 +51,7 @@ pub fn adapter_meta(bytes: &[u8]) -> Result<AdapterMeta, WeightsError> {
     let json = meta
         .metadata()
         .as_ref()
-        .and_then(|m| m.get(META_KEY))
+        .and_then(|m| m.get(ADAPTER_KEY))
         .ok_or_else(|| {
             WeightsError::NotSam("not a brainsam adapter (no adapter metadata)".into())
         })?;
@@ -99,13 +98,12 @@ pub fn apply_adapter(
 pub fn adapter_params(sam: &Sam) -> usize {
     let mut s = sam.clone();
     let mut n = 0;
-    let mut count = |_: &str, p: super::common::ParamRef<'_>| {
-        use super::common::ParamRef::*;
+    let mut count = |_: &str, p: ParamRef<'_>| {
         n += match p {
-            D1(p) => p.num_params(),
-            D2(p) | LinearWeight(p) | RelPos(p) => p.num_params(),
-            D4(p) | PosEmbed(p) => p.num_params(),
-            Buffer2(_) => 0,
+            ParamRef::D1(p) => p.num_params(),
+            ParamRef::D2(p) | ParamRef::LinearWeight(p) | ParamRef::RelPos(p) => p.num_params(),
+            ParamRef::D4(p) | ParamRef::PosEmbed(p) => p.num_params(),
+            ParamRef::Buffer2(_) => 0,
         };
         Ok(())
     };

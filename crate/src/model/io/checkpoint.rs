@@ -1,14 +1,15 @@
-//! Loading a [`Sam`] from a [`StateDict`] and writing one back, by SAM's key names.
+//! Loading a [`Sam`] from a [`StateDict`] and writing one back, by SAM's key names, and the
+//! geometry a state dict's shapes imply.
 
 use burn::module::Param;
 use burn::prelude::*;
 
-use super::build::Geometry;
-use super::common::{NamedParams, ParamRef, Visitor};
-use super::image_encoder::{resize_pos_embed, resize_rel_pos};
-use super::lora::LoraConfig;
-use super::prompt_encoder::{STRUCTURE_KEY, STRUCTURE_KINDS};
-use super::sam::{Sam, SamConfig};
+use super::resample::{resize_pos_embed, resize_rel_pos};
+use crate::model::build::Geometry;
+use crate::model::common::{NamedParams, ParamRef, Visitor};
+use crate::model::lora::LoraConfig;
+use crate::model::prompt_encoder::{STRUCTURE_KEY, STRUCTURE_KINDS};
+use crate::model::sam::{Sam, SamConfig};
 use crate::weights::{HostTensor, StateDict, WeightsError};
 
 fn tensor<const D: usize>(t: HostTensor, shape: [usize; D], device: &Device) -> Tensor<D> {
@@ -102,9 +103,78 @@ pub(crate) fn load_param(
 /// Reads a `.pth` or `.safetensors` SAM checkpoint, geometry taken from its shapes.
 pub fn load_checkpoint(bytes: &[u8], device: &Device) -> Result<(Sam, Geometry), WeightsError> {
     let sd = StateDict::from_bytes(bytes)?;
-    let geometry = Geometry::from_state_dict(&sd)?;
+    let geometry = geometry_of(&sd)?;
     let sam = load_sam(&geometry.config(), sd, device)?;
     Ok((sam, geometry))
+}
+
+/// Reads a model's geometry off SAM's tensor shapes: embed dim from the patch embedding,
+/// depth from the block count, heads from the relative-position width, global blocks from the
+/// relative-position length, image size from the position grid.
+pub fn geometry_of(sd: &StateDict) -> Result<Geometry, WeightsError> {
+    let shape = |k: &str| {
+        sd.shape(k)
+            .map(<[usize]>::to_vec)
+            .ok_or_else(|| WeightsError::NotSam(format!("no tensor `{k}`")))
+    };
+    let patch = shape("image_encoder.patch_embed.proj.weight")?;
+    let (embed_dim, patch_size) = match patch.as_slice() {
+        [e, 3, p, p2] if p == p2 => (*e, *p),
+        other => {
+            return Err(WeightsError::NotSam(format!(
+                "patch embedding has shape {other:?}, expected [embed_dim, 3, p, p]"
+            )))
+        }
+    };
+    let grid = match shape("image_encoder.pos_embed")?.as_slice() {
+        [1, g, g2, _] if g == g2 => *g,
+        other => {
+            return Err(WeightsError::NotSam(format!(
+                "pos_embed has shape {other:?}"
+            )))
+        }
+    };
+    let depth = (0..)
+        .take_while(|i| {
+            sd.shape(&format!("image_encoder.blocks.{i}.norm1.weight"))
+                .is_some()
+        })
+        .count();
+    if depth == 0 {
+        return Err(WeightsError::NotSam("no image encoder blocks".into()));
+    }
+    let mut num_heads = 0;
+    let mut global_attn_indexes = Vec::new();
+    let mut window_size = None;
+    for i in 0..depth {
+        let rel = shape(&format!("image_encoder.blocks.{i}.attn.rel_pos_h"))?;
+        let (len, head_dim) = match rel.as_slice() {
+            [l, d] if *d > 0 => (*l, *d),
+            other => {
+                return Err(WeightsError::NotSam(format!(
+                    "block {i} rel_pos_h has shape {other:?}"
+                )))
+            }
+        };
+        num_heads = embed_dim / head_dim;
+        // Global blocks span the whole grid (2g - 1 positions); windowed ones 2w - 1.
+        if len == 2 * grid - 1 {
+            global_attn_indexes.push(i);
+        } else {
+            window_size = Some(len.div_ceil(2));
+        }
+    }
+    let g = Geometry {
+        embed_dim,
+        depth,
+        num_heads,
+        global_attn_indexes,
+        image_size: grid * patch_size,
+        patch_size,
+        window_size: window_size.unwrap_or(14),
+    };
+    g.validate()?;
+    Ok(g)
 }
 
 /// Every parameter of `sam` under its checkpoint key, in PyTorch layout.
@@ -149,4 +219,42 @@ pub(crate) async fn collect_named(
         sd.insert(key, HostTensor::new(shape, data));
     }
     Ok(sd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_is_read_off_tensor_shapes() {
+        let mut sd = StateDict::new();
+        let mut put = |k: &str, s: &[usize]| {
+            sd.insert(
+                k,
+                HostTensor::new(s.to_vec(), vec![0.0; s.iter().product()]),
+            )
+        };
+        put("image_encoder.patch_embed.proj.weight", &[64, 3, 16, 16]);
+        put("image_encoder.pos_embed", &[1, 16, 16, 64]);
+        for (i, len) in [27, 31, 27].into_iter().enumerate() {
+            put(&format!("image_encoder.blocks.{i}.norm1.weight"), &[64]);
+            put(
+                &format!("image_encoder.blocks.{i}.attn.rel_pos_h"),
+                &[len, 16],
+            );
+        }
+        let g = geometry_of(&sd).unwrap();
+        assert_eq!(
+            g,
+            Geometry {
+                embed_dim: 64,
+                depth: 3,
+                num_heads: 4,
+                global_attn_indexes: vec![1],
+                image_size: 256,
+                patch_size: 16,
+                window_size: 14,
+            }
+        );
+    }
 }

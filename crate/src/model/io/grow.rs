@@ -8,8 +8,8 @@
 
 use burn::prelude::Device;
 
-use super::build::Geometry;
 use super::checkpoint::state_dict;
+use crate::model::build::Geometry;
 use crate::weights::{HostTensor, StateDict, WeightsError};
 
 const BLOCKS: &str = "image_encoder.blocks.";
@@ -100,7 +100,7 @@ fn block_key(key: &str) -> Option<(usize, &str)> {
 mod tests {
     use super::*;
     use crate::backend;
-    use crate::model::checkpoint::load_sam;
+    use crate::model::io::checkpoint::{geometry_of, load_sam};
     use burn::tensor::{Distribution, Tensor};
 
     fn small() -> Geometry {
@@ -132,10 +132,7 @@ mod tests {
         assert_eq!(grown.depth, 4);
         // Old blocks 0 and 1 (global) are now 0 and 2.
         assert_eq!(grown.global_attn_indexes, vec![2]);
-        assert_eq!(
-            Geometry::from_state_dict(&grown_sd).expect("geometry"),
-            grown
-        );
+        assert_eq!(geometry_of(&grown_sd).expect("geometry"), grown);
         let big = load_sam(&grown.config(), grown_sd, &device).expect("load grown");
 
         let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);

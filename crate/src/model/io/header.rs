@@ -1,0 +1,21 @@
+//! The safetensors header entries of brainsam's files: every key in one place, and the
+//! reader of a file's header. [`super::model_file::ModelMeta`] and the adapter file parse
+//! and write the values.
+
+use std::collections::HashMap;
+
+/// Model files: "segment-anything" (informative).
+pub const FORMAT_KEY: &str = "format";
+pub const FORMAT: &str = "segment-anything";
+/// Model files: the geometry as JSON (informative: the geometry is read off the shapes).
+pub const GEOMETRY_KEY: &str = "geometry";
+/// Model files: the focus the model was trained for, as JSON.
+pub const FOCUS_KEY: &str = "brainsam.focus";
+/// Adapter files: their metadata, as JSON.
+pub const ADAPTER_KEY: &str = "brainsam_adapter";
+
+/// The header's metadata, if the bytes are a safetensors file that has one.
+pub fn header_of(bytes: &[u8]) -> Option<HashMap<String, String>> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+    meta.metadata().clone()
+}

@@ -9,9 +9,9 @@ if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
 
-# npm packages: playwright-core (drives the system Chromium) and binaryen (wasm-opt; Debian's
-# binaryen 108 writes modules that browsers reject).
-if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ]; then
+# npm packages: playwright-core (drives the system Chromium), binaryen (wasm-opt; Debian's
+# binaryen 108 writes modules that browsers reject) and typescript (checks the page's JSDoc types).
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] || [ ! -x node_modules/.bin/tsc ]; then
   npm ci --no-audit --no-fund
 fi
 

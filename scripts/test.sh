@@ -15,6 +15,8 @@ fi
 cargo test -p brainsam --features wgpu --lib --bins
 # Parity prints its measured errors and timings per fixture.
 cargo test -p brainsam --features wgpu --test parity_ndarray --test parity_wgpu -- --nocapture
+# The page's JSDoc types (worker protocol, engine replies) checked by TypeScript.
+npm run --silent typecheck
 # The browser app in headless Chromium (WebGPU on SwiftShader, CPU fallback); building it
 # is the crate's wasm32 build check.
 scripts/test_e2e.sh

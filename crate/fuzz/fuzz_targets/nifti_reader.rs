@@ -9,9 +9,9 @@ mod data;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    let _ = data::volume::read_header(bytes);
-    let _ = data::volume::read_labels(bytes);
-    if let Ok(loaded) = data::volume::read_image(bytes) {
+    let _ = data::nifti::read_header(bytes);
+    let _ = data::nifti::read_labels(bytes);
+    if let Ok(loaded) = data::nifti::read_image(bytes) {
         let v = loaded.volume;
         // Exercise the downstream path on small volumes only (keeps iterations fast).
         if v.data.len() <= 1 << 16 {
@@ -22,7 +22,7 @@ fuzz_target!(|bytes: &[u8]| {
                     let _ = data::slicing::slice(&c, axis, c.dims[axis] / 2);
                 }
             }
-            let _ = data::volume::write_image(&v, false);
+            let _ = data::nifti::write_image(&v, false);
         }
     }
 });

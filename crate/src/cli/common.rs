@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use brainsam::data::datasets::{discover, Dataset};
 use brainsam::data::labels::{to_common, Convention};
-use brainsam::data::volume::{read_file, read_labels};
+use brainsam::data::nifti::{read_file, read_labels};
 use brainsam::data::{to_canonical, LabelVolume, Volume};
 use brainsam::model::io::{self, LoadedModel, ModelFileError};
 use brainsam::model::{Geometry, Sam};

@@ -561,7 +561,7 @@ fn save_subject(
     truth: &LabelVolume,
     predicted: Vec<i32>,
 ) -> Res {
-    use brainsam::data::volume::{label_out_type, write_file, write_image, write_labels};
+    use brainsam::data::nifti::{label_out_type, write_file, write_image, write_labels};
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let pred = truth.with_data(predicted)?;
     write_file(

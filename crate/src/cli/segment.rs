@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use brainsam::data::volume::{
+use brainsam::data::nifti::{
     is_gz_path, label_out_type, read_file, read_image, write_file, write_labels,
 };
 use brainsam::model::Sam;
@@ -154,9 +154,9 @@ mod tests {
     use super::*;
     use crate::cli::common::FocusChoice;
     use brainsam::data::metrics::dice;
+    use brainsam::data::nifti::{read_labels, write_image};
     use brainsam::data::slicing;
     use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
-    use brainsam::data::volume::{read_labels, write_image};
     use brainsam::data::LabelVolume;
     use brainsam::segment::bbox;
 

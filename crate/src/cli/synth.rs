@@ -2,10 +2,10 @@
 
 use brainsam::data::labels::{to_common, Convention};
 use brainsam::data::montage::render_png;
-use brainsam::data::synth::{synthesize, Contrast, LowRes, SynthConfig};
-use brainsam::data::volume::{
+use brainsam::data::nifti::{
     label_out_type, read_file, read_labels, write_file, write_image, write_labels,
 };
+use brainsam::data::synth::{synthesize, Contrast, LowRes, SynthConfig};
 use std::path::PathBuf;
 
 /// Synthesise a multi-contrast MRI from a FreeSurfer-convention label map.

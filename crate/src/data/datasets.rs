@@ -5,7 +5,8 @@
 
 use super::error::{DataError, Result};
 use super::labels::{to_common, Convention};
-use super::volume::{read_file, read_image, read_labels, LabelVolume, Volume};
+use super::nifti::{read_file, read_image, read_labels};
+use super::volume::{LabelVolume, Volume};
 use std::path::{Path, PathBuf};
 
 /// Supported datasets.
@@ -219,8 +220,8 @@ pub fn discover(dataset: Dataset, root: &Path) -> Result<Vec<Pair>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::nifti::{write_file, write_image, write_labels, OutType};
     use crate::data::testutil::*;
-    use crate::data::volume::{write_file, write_image, write_labels, OutType};
 
     /// Writes a tiny stand-in subject whose labels use `values` (source convention) so that the
     /// adapter's mapping can be checked against the expected common ids.

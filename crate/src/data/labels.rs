@@ -355,7 +355,7 @@ mod tests {
 
     #[test]
     fn mapping_a_real_label_map_keeps_subcortical_voxels_and_drops_the_rest() {
-        let v = crate::data::volume::read_labels(&read_bytes(&label_map_path(2)))
+        let v = crate::data::nifti::read_labels(&read_bytes(&label_map_path(2)))
             .unwrap()
             .volume;
         let c = to_common(&v, Convention::FreeSurfer, false);

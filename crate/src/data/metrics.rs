@@ -451,8 +451,8 @@ mod tests {
     #[test]
     fn dice_iou_hd95_on_a_real_label_map_match_the_independent_numpy_script() {
         use crate::data::labels::{to_common, Convention, SUBCORTICAL};
+        use crate::data::nifti::{read_labels, write_file, write_labels, OutType};
         use crate::data::synth::{synthesize, SynthConfig};
-        use crate::data::volume::{read_labels, write_file, write_labels, OutType};
         let truth = read_labels(&read_bytes(&label_map_path(13)))
             .unwrap()
             .volume;

@@ -6,10 +6,10 @@
 
 pub mod datasets;
 pub mod error;
-pub mod header;
 pub mod labels;
 pub mod metrics;
 pub mod montage;
+pub mod nifti;
 pub mod orient;
 pub mod rng;
 pub mod slicing;
@@ -20,9 +20,8 @@ pub mod volume;
 mod testutil;
 
 pub use error::{DataError, Result};
-pub use header::{NiftiHeader, NiftiVersion};
 pub use labels::{Convention, Structure, LATERAL_VENTRICLES, SUBCORTICAL};
+pub use nifti::header::{NiftiHeader, NiftiVersion};
+pub use nifti::{read_image, read_labels, write_image, write_labels, OutType};
 pub use orient::{to_canonical, Orientation};
-pub use volume::{
-    read_image, read_labels, write_image, write_labels, LabelVolume, Loaded, OutType, Volume,
-};
+pub use volume::{LabelVolume, Loaded, Volume};

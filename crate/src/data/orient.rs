@@ -233,8 +233,8 @@ fn invert_perm(m: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::nifti::read_labels;
     use crate::data::testutil::*;
-    use crate::data::volume::read_labels;
 
     fn lia() -> [[f64; 4]; 4] {
         [

@@ -348,7 +348,7 @@ mod tests {
         use crate::data::testutil::*;
         for p in real_t1_paths() {
             let f = p.display();
-            let vol = crate::data::volume::read_image(&read_bytes(&p))
+            let vol = crate::data::nifti::read_image(&read_bytes(&p))
                 .unwrap()
                 .volume;
             let want = python_json("check_nifti.py", &[p.to_str().unwrap()]);

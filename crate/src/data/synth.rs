@@ -588,8 +588,8 @@ fn normalise(img: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::nifti::{read_labels, write_file, write_image, write_labels, OutType};
     use crate::data::testutil::*;
-    use crate::data::volume::{read_labels, write_file, write_image, write_labels, OutType};
 
     fn small_labels() -> LabelVolume {
         // Two blocks (WM 2 and CSF 4) in an air background.

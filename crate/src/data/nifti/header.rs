@@ -3,7 +3,7 @@
 //! Field offsets follow the published `nifti1.h` / `nifti2.h` layouts. Every read is
 //! bounds-checked so that malformed input gives an error, never a panic.
 
-use super::error::{DataError, Result};
+use crate::data::error::{DataError, Result};
 
 /// Size in bytes of a NIfTI-1 header.
 pub const NIFTI1_HEADER_SIZE: usize = 348;

@@ -13,7 +13,7 @@ CACHE=target/web-cache
 export PATH="$HOME/.cargo/bin:$PATH"
 
 nice -n 10 cargo build -p brainsam --lib --release --target wasm32-unknown-unknown \
-  --no-default-features --features wgpu,ndarray
+  --no-default-features --features wgpu,cpu
 
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp/pkg" "$CACHE"

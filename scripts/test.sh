@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every test: Rust unit and integration tests (NdArray and wgpu on software Vulkan),
+# Every test: Rust unit and integration tests (Flex CPU and wgpu on software Vulkan),
 # parity with Meta's reference, the wasm32 build of the library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ fi
 # One dev-profile build serves every test binary (dependencies are optimised in dev).
 cargo test -p brainsam --features wgpu --lib --bins
 # Parity prints its measured errors and timings per fixture.
-cargo test -p brainsam --features wgpu --test parity_ndarray --test parity_wgpu -- --nocapture
+cargo test -p brainsam --features wgpu --test parity_cpu --test parity_wgpu -- --nocapture
 # The page's JSDoc types (worker protocol, engine replies) checked by TypeScript.
 npm run --silent typecheck
 # The browser app in headless Chromium (WebGPU on SwiftShader, CPU fallback); building it

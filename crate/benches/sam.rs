@@ -1,6 +1,6 @@
 //! Image-encoder forward and decoder-per-prompt timings, per backend and geometry.
 //!
-//! `cargo bench --bench sam [--features wgpu] -- [ndarray|wgpu] [small|vit_b] [sizes..]`
+//! `cargo bench --bench sam [--features wgpu] -- [cpu|ndarray|wgpu] [small|vit_b] [sizes..]`
 //! Random weights (timings do not depend on values). Prints one line per measurement.
 //! `brainsam bench` runs the same measurements (and a LoRA training step) from the CLI.
 
@@ -13,7 +13,7 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let backend = args.first().map(String::as_str).unwrap_or("ndarray");
+    let backend = args.first().map(String::as_str).unwrap_or("cpu");
     let which = args.get(1).map(String::as_str).unwrap_or("all");
     let sizes: Vec<usize> = args.iter().skip(2).filter_map(|s| s.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
@@ -24,8 +24,10 @@ fn main() {
     let device: Device = match backend {
         #[cfg(feature = "wgpu")]
         "wgpu" => pollster::block_on(brainsam::backend::gpu()).expect("wgpu device"),
+        #[cfg(feature = "cpu")]
+        "cpu" => brainsam::backend::cpu(),
         #[cfg(feature = "ndarray")]
-        "ndarray" => brainsam::backend::cpu(),
+        "ndarray" => brainsam::backend::ndarray(),
         other => panic!("backend `{other}` not compiled in"),
     };
     let small = Geometry {
@@ -49,7 +51,7 @@ fn main() {
                 image_size: s,
                 ..g.clone()
             };
-            let reps = if s >= 1024 && backend == "ndarray" {
+            let reps = if s >= 1024 && backend != "wgpu" {
                 1
             } else {
                 3

@@ -2,12 +2,17 @@
 
 use burn::prelude::Device;
 
-/// The CPU device (NdArray).
-// burn 0.22 marks NdArray deprecated in favour of Flex; NdArray is what the wasm CPU
-// fallback and our parity numbers were verified on, so it stays until Flex is measured.
+/// The CPU device: burn's Flex, natively (SIMD, every core) and in the browser (SIMD128).
+#[cfg(feature = "cpu")]
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// burn's NdArray CPU device, deprecated upstream in favour of Flex; kept for
+/// side-by-side benchmarks and `--backend ndarray` for one release.
 #[cfg(feature = "ndarray")]
 #[allow(deprecated)]
-pub fn cpu() -> Device {
+pub fn ndarray() -> Device {
     Device::ndarray()
 }
 

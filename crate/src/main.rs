@@ -165,7 +165,7 @@ mod tests {
         assert_eq!(a.contrast, Contrast::T2);
         assert_eq!(a.prompt, cli::evaluate::PromptKind::BoxFill);
         assert_eq!(a.axis, Axis::Sagittal);
-        assert_eq!(a.backend, Backend::Ndarray);
+        assert_eq!(a.backend, Backend::Cpu);
         assert_eq!(a.labels.0, [3, 4]);
         assert_eq!(a.stop_rules.max_extent, 0.8);
         let Command::Train(t) = parse(&[

@@ -9,7 +9,7 @@ use super::common::Res;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    #[arg(long, default_value = "ndarray")]
+    #[arg(long, default_value = "cpu")]
     pub backend: Backend,
     /// vit_b, vit_l, vit_h or a geometry as JSON (as in weights/manifest.json).
     #[arg(long, default_value = "vit_b", value_parser = parse_geometry)]

@@ -13,8 +13,11 @@ use super::common::Res;
 /// Where the model runs.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// CPU (burn's ndarray backend).
-    #[value(alias = "cpu")]
+    /// CPU (burn's Flex backend: SIMD kernels on every core).
+    #[value(alias = "flex")]
+    Cpu,
+    /// burn's older NdArray CPU backend; without the `ndarray` feature the name is taken
+    /// as `cpu` (it was the CPU backend's name before Flex).
     Ndarray,
     /// GPU through wgpu: Vulkan, Metal or DX12 (builds with the `wgpu` feature).
     #[value(alias = "gpu")]
@@ -25,14 +28,19 @@ impl Backend {
     /// The device, or why this build has none of this kind.
     pub fn device(self) -> Res<Device> {
         match self {
-            Backend::Ndarray => Ok(brainsam::backend::cpu()),
+            Backend::Cpu => Ok(brainsam::backend::cpu()),
+            #[cfg(feature = "ndarray")]
+            Backend::Ndarray => Ok(brainsam::backend::ndarray()),
+            #[cfg(not(feature = "ndarray"))]
+            Backend::Ndarray => {
+                eprintln!("note: `--backend ndarray` now runs the `cpu` backend (Flex)");
+                Ok(brainsam::backend::cpu())
+            }
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => Ok(pollster::block_on(brainsam::backend::gpu())
                 .map_err(|e| format!("no GPU adapter: {e}"))?),
             #[cfg(not(feature = "wgpu"))]
-            Backend::Wgpu => {
-                Err("backend `wgpu` is not available in this build (ndarray only)".into())
-            }
+            Backend::Wgpu => Err("backend `wgpu` is not available in this build (cpu only)".into()),
         }
     }
 }
@@ -81,7 +89,8 @@ mod tests {
     fn old_spellings_still_parse() {
         let parse = |s: &str| Backend::from_str(s, true);
         assert_eq!(parse("ndarray"), Ok(Backend::Ndarray));
-        assert_eq!(parse("cpu"), Ok(Backend::Ndarray));
+        assert_eq!(parse("cpu"), Ok(Backend::Cpu));
+        assert_eq!(parse("flex"), Ok(Backend::Cpu));
         assert_eq!(parse("wgpu"), Ok(Backend::Wgpu));
         assert_eq!(parse("gpu"), Ok(Backend::Wgpu));
         assert!(parse("cuda").is_err());

@@ -50,7 +50,7 @@ pub struct EvaluateArgs {
     /// Structures (common ids, comma-separated) or "all".
     #[arg(long, default_value = "all", value_parser = parse_structures)]
     pub labels: Structures,
-    #[arg(long, default_value = "ndarray")]
+    #[arg(long, default_value = "cpu")]
     pub backend: Backend,
     /// With --prompt propagate: the `default` stop rules, or the first release's `legacy`
     /// ones, for comparison; `,name=value` pairs change single rules (e.g.

@@ -33,7 +33,7 @@ pub struct SegmentArgs {
     pub model: Option<PathBuf>,
     #[arg(long)]
     pub adapter: Option<PathBuf>,
-    #[arg(long, default_value = "ndarray")]
+    #[arg(long, default_value = "cpu")]
     pub backend: Backend,
     /// Do not tell the model which structure a prompt is for. By default a prompt whose
     /// `label` is one of the 16 structures' FreeSurfer values names that structure to a
@@ -239,7 +239,7 @@ mod tests {
             out: out.clone(),
             model: None, // the bundled model
             adapter: None,
-            backend: Backend::Ndarray,
+            backend: Backend::Cpu,
             unnamed: false,
             focus: FocusArg {
                 focus: FocusChoice::Auto,

@@ -128,7 +128,7 @@ pub struct TrainArgs {
     /// Continue from the checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
-    #[arg(long, default_value = "ndarray")]
+    #[arg(long, default_value = "cpu")]
     pub backend: Backend,
     /// Volumes synthesised ahead in parallel; 0: all cores but two (at least 1).
     #[arg(long, default_value_t = 0)]

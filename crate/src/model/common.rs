@@ -350,7 +350,7 @@ pub(crate) fn chunked_attention(
     Tensor::cat(outs, 0)
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
 

@@ -224,7 +224,7 @@ impl NamedParams for MlpLora {
     }
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
     use crate::model::Geometry;

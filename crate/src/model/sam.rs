@@ -124,7 +124,7 @@ impl NamedParams for Sam {
     }
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
     use crate::model::build::Geometry;

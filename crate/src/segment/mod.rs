@@ -20,5 +20,5 @@ pub use prompts::{bbox, interior_point, PromptFile, SlicePrompt};
 pub use propagate::{End, Propagation, StopReason, StopRules};
 pub use session::{Session, SliceMask};
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests;

@@ -66,7 +66,7 @@ impl Default for LossWeights {
     }
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
 

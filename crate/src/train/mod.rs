@@ -23,5 +23,5 @@ pub use error::TrainError;
 pub use loss::LossWeights;
 pub use step::{forward_loss, prepare_lora, step};
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests;

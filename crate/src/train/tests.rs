@@ -248,7 +248,7 @@ mod wgpu {
     use burn::optim::AdamWConfig;
 
     #[test]
-    fn a_step_on_wgpu_matches_ndarray() {
+    fn a_step_on_wgpu_matches_cpu() {
         // Another test may already have created the default wgpu device lazily (burn puts
         // loaded optimiser state on the default device): then use that one.
         let gpu = match pollster::block_on(crate::backend::gpu()) {

@@ -282,7 +282,7 @@ pub fn train(
     Ok(sam)
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
     use crate::model::io::checkpoint::state_dict;

@@ -372,9 +372,9 @@ fn no_image() -> JsError {
 }
 
 fn cpu() -> Result<Device, JsError> {
-    #[cfg(feature = "ndarray")]
+    #[cfg(feature = "cpu")]
     return Ok(crate::backend::cpu());
-    #[cfg(not(feature = "ndarray"))]
+    #[cfg(not(feature = "cpu"))]
     Err(JsError::new("this build has no CPU backend"))
 }
 

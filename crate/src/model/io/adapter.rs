@@ -113,7 +113,7 @@ pub fn adapter_params(sam: &Sam) -> usize {
     n
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
     use crate::model::lora::LoraTarget;

@@ -96,7 +96,7 @@ fn block_key(key: &str) -> Option<(usize, &str)> {
     Some((i.parse().ok()?, rest))
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
     use crate::backend;

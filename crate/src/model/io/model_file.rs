@@ -158,7 +158,7 @@ pub fn state_dict_bytes(
     write_safetensors(sd.iter(), half, Some(meta.header(geometry)?)).map_err(ModelFileError::Model)
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
     use crate::model::common::ParamRef;

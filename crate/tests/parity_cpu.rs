@@ -2,6 +2,6 @@
 mod common;
 
 #[test]
-fn parity_ndarray_matches_meta_reference() {
+fn parity_cpu_matches_meta_reference() {
     common::run_all(&brainsam::backend::cpu(), 1e-4);
 }

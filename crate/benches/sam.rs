@@ -51,11 +51,7 @@ fn main() {
                 image_size: s,
                 ..g.clone()
             };
-            let reps = if s >= 1024 && backend != "wgpu" {
-                1
-            } else {
-                3
-            };
+            let reps = if s >= 1024 && backend != "wgpu" { 1 } else { 3 };
             let (enc, dec) = inference(&device, &g, 1, reps);
             println!(
                 "{backend:<8} {name:<6} encoder {s:>4}px  first {:>9.1?}  median {:>9.1?}  ({reps} runs)",

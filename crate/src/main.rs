@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Segment Anything for subcortical brain structures in MRI.
 #[derive(Parser, Debug)]
 #[command(name = "brainsam", version, about)]

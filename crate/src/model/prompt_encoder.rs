@@ -2,6 +2,7 @@
 //! embeddings (sparse), and a mask prompt or the no-mask embedding (dense).
 
 use std::f64::consts::PI;
+use std::sync::{Arc, Mutex};
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -70,9 +71,15 @@ impl PromptEncoderConfig {
             structure_embeddings: None,
             image_embedding_size: self.image_embedding_size,
             input_image_size: self.input_image_size,
+            dense_pe_cache: DensePeCache::default(),
         }
     }
 }
+
+/// The dense positional encoding last computed, with the grid side and device it is for:
+/// it depends only on the fixed Fourier matrix, so every decode of a model can share it.
+#[derive(Clone, Debug, Default)]
+pub struct DensePeCache(Arc<Mutex<Option<(usize, Device, Tensor<4>)>>>);
 
 /// SAM's prompt encoder (`prompt_encoder.*` in the checkpoints).
 #[derive(Module, Debug)]
@@ -94,6 +101,9 @@ pub struct PromptEncoder {
     pub structure_embeddings: Option<Param<Tensor<2>>>,
     pub image_embedding_size: usize,
     pub input_image_size: usize,
+    /// Emptied whenever the Fourier matrix is (re)loaded.
+    #[module(skip)]
+    pub dense_pe_cache: DensePeCache,
 }
 
 impl PromptEncoder {
@@ -139,8 +149,27 @@ impl PromptEncoder {
         self.pe_encoding(coords / self.input_image_size as f64)
     }
 
-    /// Dense positional encoding of the embedding grid: `[1, C, E, E]`.
+    /// Dense positional encoding of the embedding grid: `[1, C, E, E]`, computed once per
+    /// grid side and device (Meta recomputes it for every decode).
     pub fn dense_pe(&self, device: &Device) -> Tensor<4> {
+        let e = self.image_embedding_size;
+        // A poisoned lock only means another decode panicked; the value is still whole.
+        let mut cache = self
+            .dense_pe_cache
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((side, dev, pe)) = cache.as_ref() {
+            if *side == e && dev == device {
+                return pe.clone();
+            }
+        }
+        let pe = self.compute_dense_pe(device);
+        *cache = Some((e, device.clone(), pe.clone()));
+        pe
+    }
+
+    fn compute_dense_pe(&self, device: &Device) -> Tensor<4> {
         let e = self.image_embedding_size;
         let mut grid = Vec::with_capacity(e * e * 2);
         for y in 0..e {
@@ -254,6 +283,8 @@ impl PromptEncoder {
 
 impl NamedParams for PromptEncoder {
     fn visit_named(&mut self, prefix: &str, f: &mut Visitor<'_>) -> Result<(), WeightsError> {
+        // A fresh cache, not a cleared shared one: clones of the old model keep theirs.
+        self.dense_pe_cache = DensePeCache::default();
         f(
             &format!("{prefix}.pe_layer.positional_encoding_gaussian_matrix"),
             ParamRef::Buffer2(&mut self.gaussian_matrix),
@@ -286,5 +317,66 @@ impl NamedParams for PromptEncoder {
             Some(p) => f(&format!("{prefix}.{STRUCTURE_KEY}"), ParamRef::D2(p)),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod tests {
+    use super::*;
+
+    /// Meta's dense encoding at cell (x, y), channel j: sin (j < C/2) or cos of
+    /// 2π (u·G[0, j'] + v·G[1, j']) with u, v the cell centre scaled to [-1, 1].
+    fn expected(g: &[f32], c: usize, e: usize, x: usize, y: usize, j: usize) -> f32 {
+        let half = c / 2;
+        let (u, v) = (
+            2.0 * (x as f32 + 0.5) / e as f32 - 1.0,
+            2.0 * (y as f32 + 0.5) / e as f32 - 1.0,
+        );
+        let jj = j % half;
+        let a = 2.0 * std::f32::consts::PI * (u * g[jj] + v * g[half + jj]);
+        if j < half {
+            a.sin()
+        } else {
+            a.cos()
+        }
+    }
+
+    #[test]
+    fn the_cached_dense_pe_follows_a_reloaded_fourier_matrix() {
+        let device = crate::backend::cpu();
+        let (c, e) = (8, 4);
+        let mut pe = PromptEncoderConfig::new()
+            .with_embed_dim(c)
+            .with_image_embedding_size(e)
+            .with_input_image_size(64)
+            .init(&device);
+        let check = |pe: &PromptEncoder| {
+            let g = pe.gaussian_matrix.to_data().to_vec::<f32>().unwrap();
+            let got = pe.dense_pe(&device).to_data().to_vec::<f32>().unwrap();
+            for j in 0..c {
+                for y in 0..e {
+                    for x in 0..e {
+                        let want = expected(&g, c, e, x, y, j);
+                        let have = got[(j * e + y) * e + x];
+                        assert!((want - have).abs() < 1e-5, "{j} {y} {x}: {have} vs {want}");
+                    }
+                }
+            }
+            got
+        };
+        let first = check(&pe);
+        assert_eq!(
+            pe.dense_pe(&device).to_data().to_vec::<f32>().unwrap(),
+            first
+        );
+        // Loading a checkpoint replaces the matrix: the encoding must follow it.
+        pe.visit_named("p", &mut |_, r| {
+            if let ParamRef::Buffer2(t) = r {
+                *t = t.clone() * 3.0 + 0.25;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_ne!(check(&pe), first);
     }
 }

@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/gen_parity_fixtures.sh
-export BRAINSAM_PYTHON="$PWD/${BRAINSAM_VENV:-.venv}/bin/python"
+# BRAINSAM_VENV may be relative to the checkout or absolute.
+VENV="${BRAINSAM_VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
+export BRAINSAM_PYTHON="$VENV/bin/python"
 # Mesa's Vulkan loader complains on every device open without a runtime dir.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/brainsam-xdg-$(id -u)"

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   ARTIFACTS, DIST, ROOT, adapterFor, buildInfo, cli, launch, openPage, randomModel, screenshot, settle, startServer,
   synthVolume, writeArtifact,
@@ -22,7 +22,7 @@ const TRAINED_MIN_SLICE_DICE = 0.3;
 // The page's worker answers in order: a request can wait behind an encode-ahead, which takes
 // ~30 s per slice on SwiftShader (more on a loaded machine).
 const WORKER_WAIT = { timeout: 300_000 };
-const PYTHON = join(ROOT, process.env.BRAINSAM_VENV || '.venv', 'bin/python');
+const PYTHON = resolve(ROOT, process.env.BRAINSAM_VENV || '.venv', 'bin/python');
 
 let synth;
 const build = buildInfo(); // what dist/ ships: sample, model, trained or not

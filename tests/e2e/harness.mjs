@@ -12,7 +12,9 @@ import { serve } from '../../scripts/serve.mjs';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const DIST = resolve(ROOT, process.env.BRAINSAM_DIST || 'dist');
 export const ARTIFACTS = resolve(ROOT, process.env.BRAINSAM_E2E_ARTIFACTS || 'target/e2e');
-export const CLI = resolve(ROOT, process.env.BRAINSAM_CLI || 'target/debug/brainsam');
+// The CLI test_e2e.sh builds: under CARGO_TARGET_DIR when cargo was told to build there.
+export const CLI = resolve(ROOT, process.env.BRAINSAM_CLI
+  || join(process.env.CARGO_TARGET_DIR || 'target', 'debug/brainsam'));
 // Real data, in the order of crate/src/data/testutil.rs: BRAINSAM_DATA, else ../shared/data
 // beside the checkout, else the committed subset tests/data (cropped label maps).
 const DATA = process.env.BRAINSAM_DATA ? resolve(ROOT, process.env.BRAINSAM_DATA)

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   ARTIFACTS, DIST, ROOT, adapterFor, buildInfo, cli, launch, openPage, randomModel, screenshot, settle, startServer,
-  synthVolume, writeArtifact,
+  niftiDims, synthVolume, writeArtifact,
 } from './harness.mjs';
 
 const PUTAMEN = 5; // Left-Putamen in the page's ids (FreeSurfer 12)
@@ -99,7 +99,8 @@ async function uploadSynthetic() {
   const page = ctx.page;
   await page.setInputFiles('#file-image', synth.image);
   await page.waitForFunction(() => document.body.dataset.image === 'image.nii.gz', null, { timeout: 120_000 });
-  assert.match(await page.textContent('#image-info'), /256×256×256 voxels, 1\.00×1\.00×1\.00 mm, LIA/);
+  const dims = niftiDims(synth.image).join('×');
+  assert.match(await page.textContent('#image-info'), new RegExp(`${dims} voxels, 1\\.00×1\\.00×1\\.00 mm, LIA`));
   await page.setInputFiles('#file-reference', synth.labels);
   await page.waitForFunction(() => window.brainsam.state.reference, null, WORKER_WAIT);
 }

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { serve } from '../../scripts/serve.mjs';
 
@@ -42,6 +43,17 @@ export function synthVolume() {
     cli('synth', '--label-map', map, '--contrast', 't1', '--seed', '5', '--out', out);
   }
   return { image, labels };
+}
+
+/**
+ * Voxel dimensions from a (gzipped) NIfTI-1 or -2 header, read here rather than by our
+ * reader, so that the page's report is checked against the file itself.
+ */
+export function niftiDims(path) {
+  const b = gunzipSync(readFileSync(path));
+  if (b.readInt32LE(0) === 348) return [1, 2, 3].map((k) => b.readInt16LE(40 + 2 * k));
+  if (b.readInt32LE(0) === 540) return [1, 2, 3].map((k) => Number(b.readBigInt64LE(16 + 8 * k)));
+  throw new Error(`${path}: not a little-endian NIfTI header`);
 }
 
 /** What the build ships: build.json of the static folder. */

@@ -351,8 +351,8 @@ mod tests {
             .with_input_image_size(64)
             .init(&device);
         let check = |pe: &PromptEncoder| {
-            let g = pe.gaussian_matrix.to_data().to_vec::<f32>().unwrap();
-            let got = pe.dense_pe(&device).to_data().to_vec::<f32>().unwrap();
+            let g = pe.gaussian_matrix.to_data().try_to_vec::<f32>().unwrap();
+            let got = pe.dense_pe(&device).to_data().try_to_vec::<f32>().unwrap();
             for j in 0..c {
                 for y in 0..e {
                     for x in 0..e {
@@ -366,7 +366,7 @@ mod tests {
         };
         let first = check(&pe);
         assert_eq!(
-            pe.dense_pe(&device).to_data().to_vec::<f32>().unwrap(),
+            pe.dense_pe(&device).to_data().try_to_vec::<f32>().unwrap(),
             first
         );
         // Loading a checkpoint replaces the matrix: the encoding must follow it.

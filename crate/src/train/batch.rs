@@ -117,7 +117,7 @@ mod tests {
         let device = crate::backend::cpu();
         let kinds = |b: SliceBatch| {
             b.structures
-                .map(|t| t.into_data().convert::<i64>().to_vec::<i64>().unwrap())
+                .map(|t| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap())
         };
         let named = to_batch(&sample, 64, 16, None, true, &device).unwrap();
         assert_eq!(kinds(named), Some(vec![1, 6]));

@@ -406,6 +406,16 @@ mod tests {
         read_bytes(&fixtures().join(name))
     }
 
+    /// A JSON array of numbers (the fixtures' nibabel values).
+    fn json_f64s(v: &serde_json::Value) -> Vec<f64> {
+        let a = v.as_array().expect("a JSON array");
+        a.iter().map(|x| x.as_f64().expect("a number")).collect()
+    }
+
+    fn as_f64s(data: &[f32]) -> Vec<f64> {
+        data.iter().map(|v| *v as f64).collect()
+    }
+
     fn expected(name: &str) -> serde_json::Value {
         let p = fixtures().join(format!("{name}.json"));
         serde_json::from_slice(&read_bytes(&p)).expect("fixture json")
@@ -480,13 +490,8 @@ mod tests {
     fn scl_slope_and_inter_are_applied_like_nibabel() {
         let exp = expected("scaled_int16.nii.gz");
         let got = read_image(&fixture("scaled_int16.nii.gz")).unwrap().volume;
-        let want: Vec<f64> = exp["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(got.data.iter().map(|v| *v as f64).collect::<Vec<_>>(), want);
+        let want = json_f64s(&exp["values"]);
+        assert_eq!(as_f64s(&got.data), want);
         assert!(
             want.iter().any(|v| v.fract() != 0.0),
             "fixture must exercise a fractional slope"
@@ -499,17 +504,8 @@ mod tests {
             let exp = expected(name);
             let got = read_image(&fixture(name)).unwrap().volume;
             assert_affine_close(&got.affine, &json_affine(&exp["affine"]), 1e-5);
-            let want: Vec<f64> = exp["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            assert_eq!(
-                got.data.iter().map(|v| *v as f64).collect::<Vec<_>>(),
-                want,
-                "{name}"
-            );
+            let want = json_f64s(&exp["values"]);
+            assert_eq!(as_f64s(&got.data), want, "{name}");
         }
     }
 
@@ -522,20 +518,8 @@ mod tests {
             got.warnings
         );
         let exp = expected("four_d.nii.gz");
-        let want: Vec<f64> = exp["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(
-            got.volume
-                .data
-                .iter()
-                .map(|v| *v as f64)
-                .collect::<Vec<_>>(),
-            want
-        );
+        let want = json_f64s(&exp["values"]);
+        assert_eq!(as_f64s(&got.volume.data), want);
     }
 
     #[test]

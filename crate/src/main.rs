@@ -80,6 +80,10 @@ mod tests {
     use super::*;
     use brainsam::data::synth::Contrast;
     use brainsam::model::lora::LoraTarget;
+    use brainsam::train::schedule::Decay;
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, ValueEnum};
+    use cli::choices::{Axis, Backend};
 
     /// The option index is a C enum position: mimalloc v3 (libmimalloc-sys's default) sets
     /// purge_delay's default to 1000 ms, so reading 1000 there (nothing set yet in the test
@@ -91,10 +95,6 @@ mod tests {
             assert_eq!(v, 1000);
         }
     }
-    use brainsam::train::schedule::Decay;
-    use clap::error::ErrorKind;
-    use clap::{CommandFactory, ValueEnum};
-    use cli::choices::{Axis, Backend};
 
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
         Cli::try_parse_from(std::iter::once("brainsam").chain(args.iter().copied()))

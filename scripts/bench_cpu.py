@@ -11,7 +11,7 @@ The LoRA step on both sides: frozen encoder, rank-4 adapters on q and v, prompt 
 mask decoder trained, one box per image, AdamW. Losses differ (ours: the trainer's Dice +
 BCE + IoU head; PyTorch: BCE on the low-res logits): the loss is a sliver of the step.
 
-Usage (README venv): .venv/bin/python scripts/bench_cpu.py [--backends cpu,ndarray]
+Usage (README venv): .venv/bin/python scripts/bench_cpu.py [--backends flex,libtorch]
     [--geometries bundled,vit_b] [--size 256] [--batch 2] [--reps 5] [--train-steps 20]
 Build first: cargo build --release -p brainsam [--features ndarray]
 """

@@ -18,6 +18,10 @@ fi
 cargo test -p brainsam --features wgpu --lib --bins
 # Parity prints its measured errors and timings per fixture.
 cargo test -p brainsam --features wgpu --test parity_cpu --test parity_wgpu -- --nocapture
+# Parity on LibTorch too, where asked (downloads PyTorch's 900 MB wheel once, builds tch).
+if [ "${BRAINSAM_LIBTORCH:-0}" = 1 ]; then
+  scripts/cargo_libtorch.sh test --features libtorch --test parity_cpu -- --nocapture
+fi
 # The page's JSDoc types (worker protocol, engine replies) checked by TypeScript.
 npm run --silent typecheck
 # The browser app in headless Chromium (WebGPU on SwiftShader, CPU fallback); building it

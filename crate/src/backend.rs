@@ -2,9 +2,22 @@
 
 use burn::prelude::Device;
 
-/// The CPU device: burn's Flex, natively (SIMD, every core) and in the browser (SIMD128).
-#[cfg(feature = "cpu")]
+/// The CPU device: the fastest CPU backend this build has. LibTorch (PyTorch's kernels) with
+/// the native `libtorch` feature, else Flex; measured side by side in docs/speed.md.
+#[cfg(all(feature = "cpu", not(feature = "libtorch")))]
 pub fn cpu() -> Device {
+    flex()
+}
+
+/// See the other `cpu`: this build has LibTorch.
+#[cfg(feature = "libtorch")]
+pub fn cpu() -> Device {
+    libtorch()
+}
+
+/// burn's Flex: pure Rust, SIMD on every core natively and SIMD128 in the browser.
+#[cfg(feature = "cpu")]
+pub fn flex() -> Device {
     Device::flex()
 }
 
@@ -14,6 +27,14 @@ pub fn cpu() -> Device {
 #[allow(deprecated)]
 pub fn ndarray() -> Device {
     Device::ndarray()
+}
+
+/// LibTorch's CPU device: PyTorch 2.9's kernels through tch (burn marks it deprecated; kept
+/// while it is the fastest CPU backend we measure).
+#[cfg(feature = "libtorch")]
+#[allow(deprecated)]
+pub fn libtorch() -> Device {
+    Device::libtorch()
 }
 
 /// The default wgpu device: Vulkan, Metal or DX12 natively, WebGPU in a browser.

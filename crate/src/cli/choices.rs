@@ -13,12 +13,15 @@ use super::common::Res;
 /// Where the model runs.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// CPU (burn's Flex backend: SIMD kernels on every core).
-    #[value(alias = "flex")]
+    /// CPU: the fastest CPU backend of this build (LibTorch if built with it, else Flex).
     Cpu,
+    /// burn's Flex CPU backend (pure Rust, SIMD kernels on every core).
+    Flex,
     /// burn's older NdArray CPU backend; without the `ndarray` feature the name is taken
     /// as `cpu` (it was the CPU backend's name before Flex).
     Ndarray,
+    /// PyTorch's CPU kernels through LibTorch (builds with the `libtorch` feature).
+    Libtorch,
     /// GPU through wgpu: Vulkan, Metal or DX12 (builds with the `wgpu` feature).
     #[value(alias = "gpu")]
     Wgpu,
@@ -29,13 +32,18 @@ impl Backend {
     pub fn device(self) -> Res<Device> {
         match self {
             Backend::Cpu => Ok(brainsam::backend::cpu()),
+            Backend::Flex => Ok(brainsam::backend::flex()),
             #[cfg(feature = "ndarray")]
             Backend::Ndarray => Ok(brainsam::backend::ndarray()),
             #[cfg(not(feature = "ndarray"))]
             Backend::Ndarray => {
-                eprintln!("note: `--backend ndarray` now runs the `cpu` backend (Flex)");
-                Ok(brainsam::backend::cpu())
+                eprintln!("note: `--backend ndarray` now runs the `flex` backend");
+                Ok(brainsam::backend::flex())
             }
+            #[cfg(feature = "libtorch")]
+            Backend::Libtorch => Ok(brainsam::backend::libtorch()),
+            #[cfg(not(feature = "libtorch"))]
+            Backend::Libtorch => Err("backend `libtorch` is not available in this build".into()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => Ok(pollster::block_on(brainsam::backend::gpu())
                 .map_err(|e| format!("no GPU adapter: {e}"))?),
@@ -90,7 +98,8 @@ mod tests {
         let parse = |s: &str| Backend::from_str(s, true);
         assert_eq!(parse("ndarray"), Ok(Backend::Ndarray));
         assert_eq!(parse("cpu"), Ok(Backend::Cpu));
-        assert_eq!(parse("flex"), Ok(Backend::Cpu));
+        assert_eq!(parse("flex"), Ok(Backend::Flex));
+        assert_eq!(parse("libtorch"), Ok(Backend::Libtorch));
         assert_eq!(parse("wgpu"), Ok(Backend::Wgpu));
         assert_eq!(parse("gpu"), Ok(Backend::Wgpu));
         assert!(parse("cuda").is_err());

@@ -342,7 +342,7 @@ async function loadModel(args, label) {
     const w = info.warm;
     state.warm = w;
     const g = info.geometry;
-    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}${info.focus ? `\npredicts on a window around each prompt (${info.focus.context}× its size, at least ${info.focus.min_side} px)` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
+    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}${info.slice_gap ? `\n2.5-D input: slices k−${info.slice_gap}, k, k+${info.slice_gap}` : ''}${info.focus ? `\npredicts on a window around each prompt (${info.focus.context}× its size, at least ${info.focus.min_side} px)` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
     state.focusKey = '';
     // Mirror averaging is offered for windowed models, whose windows are encoded per click.
     $('flip-average-row').hidden = !info.focus;

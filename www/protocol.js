@@ -45,6 +45,7 @@
  * @typedef {object} ModelInfo
  * @property {Geometry} geometry
  * @property {Focus | null} focus windows around prompts, for a model trained on them
+ * @property {number} slice_gap input channels are slices k − gap, k, k + gap (0: copies of k)
  * @property {number} attention_bytes the encoder's largest attention-score buffer
  * @property {number} parameters
  * @property {AdapterInfo | null} adapter

@@ -8,7 +8,7 @@ use brainsam::data::datasets::{discover, Dataset};
 use brainsam::data::labels::{to_common, Convention};
 use brainsam::data::nifti::{read_file, read_labels};
 use brainsam::data::{to_canonical, LabelVolume, Volume};
-use brainsam::model::io::{self, LoadedModel, ModelFileError};
+use brainsam::model::io::{self, LoadedModel, ModelFileError, ModelMeta};
 use brainsam::model::{Geometry, Sam};
 use brainsam::segment::{Focus, Session};
 use burn::prelude::Device;
@@ -112,12 +112,12 @@ impl FocusArg {
 }
 
 /// A model (default: the bundled one) with an optional adapter, merged for inference, and
-/// the focus its checkpoint was trained for.
+/// what its file says about its use (focus, slice gap).
 pub fn load_model(
     model: Option<&Path>,
     adapter: Option<&Path>,
     device: &Device,
-) -> Res<(Sam, Geometry, Option<Focus>)> {
+) -> Res<(Sam, Geometry, ModelMeta)> {
     let path = model.map(Path::to_path_buf).unwrap_or_else(bundled_model);
     let bytes = read(&path)?;
     let adapter_bytes = adapter.map(read).transpose()?;
@@ -144,7 +144,7 @@ pub fn load_model(
             );
         }
     }
-    Ok((sam, geometry, meta.focus))
+    Ok((sam, geometry, meta))
 }
 
 /// Label maps (FreeSurfer convention) of a folder, by file stem, sorted.

@@ -186,7 +186,8 @@ struct Scored {
 
 pub fn run(a: &EvaluateArgs) -> Res {
     let device = a.backend.device()?;
-    let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    let (sam, _, meta) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    let of_model = meta.focus;
     a.focus.checked(of_model)?; // refuse bad focus flags before synthesising anything
     let labels = &a.labels.0;
     let ev = Evaluation {
@@ -208,6 +209,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
         let (image, truth) = subject.load(a.contrast, a.seed)?;
         let mut session = Session::new(&image, device.clone())?;
         a.focus.apply(&mut session, of_model)?;
+        session.set_slice_gap(meta.slice_gap);
         let mut scored = match a.prompt {
             PromptKind::Propagate => ev.propagated(&mut session, &truth)?,
             _ => ev.slices(&mut session, &truth)?,

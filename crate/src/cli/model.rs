@@ -165,11 +165,15 @@ pub fn convert(a: &ConvertArgs) -> Res {
         );
         (sd, g) = (grown_sd, grown);
     }
-    let focus = match &a.focus {
-        Some(f) => f.resolve(None),
-        None => ModelMeta::read(&read(&a.input)?).focus,
+    let of_input = ModelMeta::read(&read(&a.input)?);
+    let meta = ModelMeta {
+        focus: match &a.focus {
+            Some(f) => f.resolve(None),
+            None => of_input.focus,
+        },
+        slice_gap: of_input.slice_gap,
     };
-    let bytes = state_dict_bytes(&sd, &g, &ModelMeta { focus }, a.half)?;
+    let bytes = state_dict_bytes(&sd, &g, &meta, a.half)?;
     std::fs::write(&a.output, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
     println!(

@@ -53,9 +53,11 @@ pub fn run(a: &SegmentArgs) -> Res {
     let text = std::fs::read_to_string(&a.prompts)
         .map_err(|e| format!("cannot read {}: {e}", a.prompts.display()))?;
     let file = PromptFile::parse(&text)?;
-    let (sam, _, of_model) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    let (sam, _, meta) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    let of_model = meta.focus;
     let mut session = Session::new(&loaded.volume, device)?;
     a.focus.apply(&mut session, of_model)?;
+    session.set_slice_gap(meta.slice_gap);
     let mut prompts = file.to_canonical(loaded.volume.dims, session.orientation())?;
     if a.unnamed {
         prompts.iter_mut().for_each(|p| p.prompt.structure = None);

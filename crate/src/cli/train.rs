@@ -91,6 +91,10 @@ pub struct TrainArgs {
     /// pieces spread over 1.5× its largest piece's box: the box prompts most often failed.
     #[arg(long, default_value_t = 0.0)]
     pub fragment_prob: f64,
+    /// The input's channels are slices k − GAP, k, k + GAP (2.5-D); 0: three copies of k.
+    /// Default: the base model's (0 for Meta's checkpoints and from scratch).
+    #[arg(long)]
+    pub slice_gap: Option<usize>,
     /// Share of slices given a second, corrective round: a point from the first
     /// prediction's error region plus its logits as mask input (SAM's interactive training).
     #[arg(long, default_value_t = 0.25)]
@@ -159,14 +163,14 @@ pub fn parse_geometry(s: &str) -> Result<Geometry, String> {
 }
 
 /// The model to train (`--model`, or a fresh one of the `--from-scratch` geometry), its
-/// geometry and its file's sha256 (empty from scratch).
-fn base_model(a: &TrainArgs, device: &Device) -> Res<(Sam, Geometry, String)> {
+/// geometry, its file's sha256 (empty from scratch) and its slice gap.
+fn base_model(a: &TrainArgs, device: &Device) -> Res<(Sam, Geometry, String, usize)> {
     match (&a.model, &a.from_scratch) {
         (Some(m), _) => {
-            let (sam, g, _) = load_model(Some(m), None, device)?;
-            Ok((sam, g, sha256_hex(&read(m)?)))
+            let (sam, g, meta) = load_model(Some(m), None, device)?;
+            Ok((sam, g, sha256_hex(&read(m)?), meta.slice_gap))
         }
-        (None, Some(g)) => Ok((g.config().init(device), g.clone(), String::new())),
+        (None, Some(g)) => Ok((g.config().init(device), g.clone(), String::new(), 0)),
         (None, None) => Err("give --model (fine-tuning) or --from-scratch GEOMETRY_JSON".into()),
     }
 }
@@ -199,7 +203,7 @@ fn training_volumes(a: &TrainArgs) -> Res<Vec<TrainVolume>> {
 }
 
 /// The recipe of the flags.
-fn train_config(a: &TrainArgs, lora: Option<LoraConfig>) -> TrainConfig {
+fn train_config(a: &TrainArgs, lora: Option<LoraConfig>, base_gap: usize) -> TrainConfig {
     TrainConfig {
         steps: a.steps,
         slices_per_step: a.slices_per_step,
@@ -220,6 +224,7 @@ fn train_config(a: &TrainArgs, lora: Option<LoraConfig>) -> TrainConfig {
             focus_prob: a.focus_prob,
             prompt_variants: a.prompt_variants,
             fragment_prob: a.fragment_prob,
+            slice_gap: a.slice_gap.unwrap_or(base_gap),
             ..Default::default()
         },
         contrasts: a.contrasts.clone(),
@@ -330,7 +335,7 @@ pub fn run(a: &TrainArgs) -> Res {
     // Random initial weights (from scratch, adapters' A) follow --seed.
     device.seed(a.seed);
     let labels = a.labels.0.clone();
-    let (sam, geometry, base_hash) = base_model(a, &device)?;
+    let (sam, geometry, base_hash, base_gap) = base_model(a, &device)?;
     let lora = (a.model.is_some() && !a.full).then(|| {
         LoraConfig::new()
             .with_rank(a.lora_rank)
@@ -338,7 +343,7 @@ pub fn run(a: &TrainArgs) -> Res {
             .with_targets(a.lora_targets.clone())
     });
     let volumes = training_volumes(a)?;
-    let cfg = train_config(a, lora.clone());
+    let cfg = train_config(a, lora.clone(), base_gap);
     record_run(a, &cfg, &geometry, &volumes, &base_hash)?;
     let sam = train_with_progress(a, &cfg, sam, &geometry, volumes, &device)?;
 
@@ -349,6 +354,7 @@ pub fn run(a: &TrainArgs) -> Res {
                 geometry: geometry.clone(),
                 lora: l.clone(),
                 labels,
+                slice_gap: Some(cfg.sampler.slice_gap),
             };
             (
                 "adapter.safetensors",
@@ -362,6 +368,7 @@ pub fn run(a: &TrainArgs) -> Res {
             let n = sam.param_counts().iter().map(|p| p.1).sum();
             let meta = ModelMeta {
                 focus: cfg.sampler.inference_focus(),
+                slice_gap: cfg.sampler.slice_gap,
             };
             (
                 "model.safetensors",

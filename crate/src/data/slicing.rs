@@ -77,6 +77,41 @@ pub fn slice<T: Copy>(vol: &Volume<T>, axis: usize, index: usize) -> Result<Plan
     Ok(Plane { rows, cols, data })
 }
 
+/// The slices `index - gap`, `index`, `index + gap` along `axis` as one plane of triples: the
+/// model's three input channels see the neighbours a reader scrolls through (2.5-D input).
+/// Beyond the volume's ends the nearest slice stands in; `gap` 0 gives three copies of one
+/// slice, SAM's grey-level input.
+pub fn slab<T: Copy>(
+    vol: &Volume<T>,
+    axis: usize,
+    index: usize,
+    gap: usize,
+) -> Result<Plane<[T; 3]>> {
+    let centre = slice(vol, axis, index)?;
+    if gap == 0 {
+        return Ok(Plane {
+            rows: centre.rows,
+            cols: centre.cols,
+            data: centre.data.iter().map(|x| [*x; 3]).collect(),
+        });
+    }
+    let last = vol.dims[axis] - 1;
+    let below = slice(vol, axis, index.saturating_sub(gap))?;
+    let above = slice(vol, axis, (index + gap).min(last))?;
+    let data = below
+        .data
+        .iter()
+        .zip(&centre.data)
+        .zip(&above.data)
+        .map(|((b, c), a)| [*b, *c, *a])
+        .collect();
+    Ok(Plane {
+        rows: centre.rows,
+        cols: centre.cols,
+        data,
+    })
+}
+
 /// Writes `label` into every voxel of slice (`axis`, `index`) where `mask` is true.
 pub fn paste_mask<T: Copy>(
     vol: &mut Volume<T>,
@@ -173,6 +208,15 @@ impl Normalizer {
                 let g = self.to_u8(*x);
                 [g, g, g]
             })
+            .collect()
+    }
+
+    /// A [`slab`] → interleaved RGB bytes `[rows, cols, 3]`, one slice per channel.
+    pub fn slab_to_rgb(&self, plane: &Plane<[f32; 3]>) -> Vec<u8> {
+        plane
+            .data
+            .iter()
+            .flat_map(|p| p.map(|x| self.to_u8(x)))
             .collect()
     }
 }
@@ -282,6 +326,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn slab_channels_are_the_slices_gap_below_and_above_clamped_at_the_ends() {
+        let vol = ramp();
+        // Axis 0 has 4 slices: around 1 with gap 2 the lower neighbour clamps to 0, the
+        // upper is 3; gap 0 repeats the centre.
+        for (index, gap, want) in [(1, 2, [0, 1, 3]), (3, 1, [2, 3, 3]), (2, 0, [2, 2, 2])] {
+            let p = slab(&vol, 0, index, gap).unwrap();
+            assert_eq!((p.cols, p.rows), (3, 2));
+            for row in 0..p.rows {
+                for col in 0..p.cols {
+                    let at = |x: usize| 100 * x as i32 + 10 * col as i32 + row as i32;
+                    assert_eq!(p.get(row, col), Some(want.map(at)), "{index} {gap}");
+                }
+            }
+        }
+        assert!(slab(&vol, 0, 4, 1).is_err());
     }
 
     #[test]

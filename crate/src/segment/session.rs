@@ -41,6 +41,7 @@ pub struct Session {
     cache: EmbeddingCache,
     focus: Option<Focus>,
     flip_average: bool,
+    slice_gap: usize,
 }
 
 impl Session {
@@ -56,6 +57,7 @@ impl Session {
             cache: EmbeddingCache::default(),
             focus: None,
             flip_average: false,
+            slice_gap: 0,
         })
     }
 
@@ -101,6 +103,19 @@ impl Session {
         self.flip_average
     }
 
+    /// The model's input channels are slices k − gap, k, k + gap (0: three copies of k), as
+    /// the model was trained; a change drops the cached embeddings.
+    pub fn set_slice_gap(&mut self, gap: usize) {
+        if gap != self.slice_gap {
+            self.cache.clear();
+        }
+        self.slice_gap = gap;
+    }
+
+    pub fn slice_gap(&self) -> usize {
+        self.slice_gap
+    }
+
     pub fn is_encoded(&self, axis: usize, index: usize) -> bool {
         self.cache.contains(&(axis, index, None, false))
     }
@@ -129,7 +144,7 @@ impl Session {
         if self.cache.touch(&key) {
             return Ok(());
         }
-        let mut plane = slicing::slice(&self.image, axis, index)?;
+        let mut plane = slicing::slab(&self.image, axis, index, self.slice_gap)?;
         if let Some([r0, c0, side]) = window {
             if r0 + side > plane.rows || c0 + side > plane.cols {
                 return Err(SegmentError::Prompt("window outside the slice".into()));
@@ -146,9 +161,9 @@ impl Session {
             plane
                 .data
                 .chunks_exact_mut(plane.cols)
-                .for_each(<[f32]>::reverse);
+                .for_each(<[[f32; 3]]>::reverse);
         }
-        let rgb = self.normalizer.to_rgb(&plane);
+        let rgb = self.normalizer.slab_to_rgb(&plane);
         let predictor = SamPredictor::new(sam, self.device.clone());
         let (x, input) = predictor.preprocess(&rgb, plane.rows, plane.cols)?;
         let embedding = sam.embed(x);

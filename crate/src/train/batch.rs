@@ -36,7 +36,7 @@ pub fn to_batch(
 ) -> Result<SliceBatch, PredictError> {
     let (rows, cols) = (sample.image.rows, sample.image.cols);
     let t = ResizeLongestSide { target_length: s };
-    let rgb: Vec<u8> = sample.image.data.iter().flat_map(|g| [*g; 3]).collect();
+    let rgb: Vec<u8> = sample.image.data.iter().flatten().copied().collect();
     let (input, _) = preprocess_image(&t, &rgb, rows, cols)?;
     let images = Tensor::<4>::from_data(TensorData::new(input, [1, 3, s, s]), device);
     let k = sample.targets.len();
@@ -107,7 +107,7 @@ mod tests {
             image: Plane {
                 rows,
                 cols,
-                data: vec![100; rows * cols],
+                data: vec![[100; 3]; rows * cols],
             },
             // Left caudate (common id 3) and right accumbens (14).
             targets: vec![(3, mask(2)), (14, mask(20))],

@@ -52,6 +52,11 @@ pub struct SamplerConfig {
     /// share of slices but held a third of the bundled stage-10 model's box errors.
     #[serde(default)]
     pub fragment_prob: f64,
+    /// The input's three channels are slices k − gap, k, k + gap (2.5-D: the neighbours tell
+    /// a structure's edge from a look-alike); 0 gives three copies of slice k, as SAM's
+    /// grey-level input. Recorded in the model file for inference.
+    #[serde(default)]
+    pub slice_gap: usize,
 }
 
 /// Draws of a voxel (and so of a slice) made to find a fragmented slice.
@@ -98,6 +103,7 @@ impl Default for SamplerConfig {
             focus_min_side: default_focus_min_side(),
             prompt_variants: default_prompt_variants(),
             fragment_prob: 0.0,
+            slice_gap: 0,
         }
     }
 }
@@ -105,8 +111,9 @@ impl Default for SamplerConfig {
 /// One slice with its prompted structures, in slice pixel coordinates.
 #[derive(Debug, Clone)]
 pub struct SliceSample {
-    /// Grey levels `[rows, cols]` after the volume's robust windowing.
-    pub image: Plane<u8>,
+    /// Grey levels `[rows, cols]` after the volume's robust windowing, per pixel those of
+    /// slices k − gap, k, k + gap (the model's three input channels).
+    pub image: Plane<[u8; 3]>,
     /// Per structure: label and mask `[rows, cols]`.
     pub targets: Vec<(i32, Vec<u8>)>,
     /// Per structure: `[u0, v0, u1, v1]` (only for box steps).
@@ -164,11 +171,11 @@ pub fn sample_slice(
         index = n.filter(|n| *n < labels.dims[axis]).unwrap_or(source_index);
     }
     let neighbour = index != source_index;
-    let img = slicing::slice(image, axis, index).ok()?;
+    let img = slicing::slab(image, axis, index, cfg.slice_gap).ok()?;
     let mut image = Plane {
         rows: img.rows,
         cols: img.cols,
-        data: img.data.iter().map(|v| norm.to_u8(*v)).collect(),
+        data: img.data.iter().map(|p| p.map(|v| norm.to_u8(v))).collect(),
     };
     let mut planes = vec![slicing::slice(labels, axis, index).ok()?];
     if neighbour {

@@ -25,6 +25,8 @@ struct Model {
     sam: Sam,
     /// Windows around prompts, for a model trained on them (checkpoint metadata).
     focus: Option<Focus>,
+    /// Input channels: slices k − gap, k, k + gap (checkpoint metadata).
+    slice_gap: usize,
 }
 
 #[derive(Default)]
@@ -104,12 +106,17 @@ impl Engine {
         if let Some(s) = st.session.as_mut() {
             s.clear_cache();
         }
-        let focus = model_meta.focus;
-        st.model = Some(Model { sam, focus });
+        let (focus, slice_gap) = (model_meta.focus, model_meta.slice_gap);
+        st.model = Some(Model {
+            sam,
+            focus,
+            slice_gap,
+        });
         let attention_bytes = largest_attention_bytes(&geometry);
         to_js(&ModelInfo {
             geometry,
             focus,
+            slice_gap,
             attention_bytes,
             parameters,
             adapter: adapter_info,
@@ -338,6 +345,7 @@ impl Engine {
             .ok_or_else(|| JsError::new("no model is loaded"))?;
         let mut session = st.session.take().ok_or_else(no_image)?;
         session.set_focus(model.focus);
+        session.set_slice_gap(model.slice_gap);
         session.set_flip_average(self.flip_average.get() && model.focus.is_some());
         Ok((model, session))
     }

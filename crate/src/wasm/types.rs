@@ -39,6 +39,8 @@ pub struct ModelInfo {
     pub geometry: Geometry,
     /// Windows around prompts, for a model trained on them.
     pub focus: Option<Focus>,
+    /// Input channels: slices k − gap, k, k + gap (0: three copies of k).
+    pub slice_gap: usize,
     /// The encoder's largest attention-score buffer, against WebGPU's binding limit.
     pub attention_bytes: u64,
     pub parameters: usize,
@@ -149,6 +151,7 @@ export interface AdapterInfo {
 export interface ModelInfo {
   geometry: Geometry;
   focus: Focus | null;
+  slice_gap: number;
   attention_bytes: number;
   parameters: number;
   adapter: AdapterInfo | null;
@@ -220,6 +223,7 @@ mod tests {
             geometry: geometry.clone(),
             lora: LoraConfig::new(),
             labels: vec![1, 2],
+            slice_gap: None,
         };
         let end = End {
             last: 7,
@@ -236,6 +240,7 @@ mod tests {
                 serde_json::to_value(ModelInfo {
                     geometry: geometry.clone(),
                     focus,
+                    slice_gap: 2,
                     attention_bytes: 1,
                     parameters: 2,
                     adapter: Some(AdapterInfo::from(&meta)),
@@ -244,6 +249,7 @@ mod tests {
                 &[
                     "geometry",
                     "focus",
+                    "slice_gap",
                     "attention_bytes",
                     "parameters",
                     "adapter",

@@ -24,6 +24,9 @@ pub struct AdapterMeta {
     pub lora: LoraConfig,
     /// Common structure ids (see `data::labels`) it was trained on.
     pub labels: Vec<i32>,
+    /// The slice gap of the input it was trained on (see `ModelMeta`); None: the base's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_gap: Option<usize>,
 }
 
 fn is_lora_key(k: &str) -> bool {
@@ -153,6 +156,7 @@ mod tests {
             geometry: g.clone(),
             lora: lora.clone(),
             labels: vec![1, 2],
+            slice_gap: Some(1),
         };
         let bytes = pollster::block_on(adapter_bytes(&trained, &meta)).unwrap();
         assert_eq!(adapter_meta(&bytes).unwrap(), meta);

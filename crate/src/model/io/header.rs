@@ -11,6 +11,8 @@ pub const FORMAT: &str = "segment-anything";
 pub const GEOMETRY_KEY: &str = "geometry";
 /// Model files: the focus the model was trained for, as JSON.
 pub const FOCUS_KEY: &str = "brainsam.focus";
+/// Model files: the slice gap of the model's 2.5-D input (absent: 0, three copies of a slice).
+pub const SLICE_GAP_KEY: &str = "brainsam.slice_gap";
 /// Adapter files: their metadata, as JSON.
 pub const ADAPTER_KEY: &str = "brainsam_adapter";
 

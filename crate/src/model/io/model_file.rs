@@ -5,7 +5,8 @@
 //! Its metadata keys (named in [`super::header`]):
 //! - `format` = "segment-anything" and `geometry` = the [`Geometry`] as JSON, informative
 //!   (the geometry is read off the tensor shapes);
-//! - `brainsam.focus` = the [`Focus`] the model was trained for, as JSON.
+//! - `brainsam.focus` = the [`Focus`] the model was trained for, as JSON;
+//! - `brainsam.slice_gap` = d of its input channels, slices k − d, k, k + d (absent: 0).
 //!
 //! An adapter file's key is `brainsam_adapter` = its [`AdapterMeta`], as JSON. A new key (input
 //! channels, say) is a constant in `header` and a field of [`ModelMeta`], parsed in
@@ -19,7 +20,7 @@ use burn::prelude::Device;
 
 use super::adapter::{apply_adapter, AdapterMeta};
 use super::checkpoint::{load_checkpoint, state_dict};
-use super::header::{header_of, FOCUS_KEY, FORMAT, FORMAT_KEY, GEOMETRY_KEY};
+use super::header::{header_of, FOCUS_KEY, FORMAT, FORMAT_KEY, GEOMETRY_KEY, SLICE_GAP_KEY};
 use crate::model::build::Geometry;
 use crate::model::sam::Sam;
 use crate::weights::{write_safetensors, StateDict, WeightsError};
@@ -47,6 +48,9 @@ pub struct ModelMeta {
     /// Predict on windows around prompts; None for a whole-slice model (Meta's checkpoints,
     /// `.pth` files, older brainsam models).
     pub focus: Option<Focus>,
+    /// Input channels are slices k − gap, k, k + gap; 0 (Meta's checkpoints, older models):
+    /// three copies of slice k.
+    pub slice_gap: usize,
 }
 
 impl ModelMeta {
@@ -63,7 +67,11 @@ impl ModelMeta {
             .get(FOCUS_KEY)
             .and_then(|json| serde_json::from_str::<Focus>(json).ok())
             .filter(Focus::valid);
-        Self { focus }
+        let slice_gap = header
+            .get(SLICE_GAP_KEY)
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        Self { focus, slice_gap }
     }
 
     /// The header entries of a model file of `geometry` with this metadata.
@@ -74,6 +82,9 @@ impl ModelMeta {
         ]);
         if let Some(f) = &self.focus {
             h.insert(FOCUS_KEY.to_string(), json(FOCUS_KEY, f)?);
+        }
+        if self.slice_gap > 0 {
+            h.insert(SLICE_GAP_KEY.to_string(), self.slice_gap.to_string());
         }
         Ok(h)
     }
@@ -127,10 +138,14 @@ pub fn load_model(
         }
         None => None,
     };
+    let mut meta = ModelMeta::read(weights);
+    if let Some(gap) = adapter.as_ref().and_then(|a| a.slice_gap) {
+        meta.slice_gap = gap; // an adapter is trained for its own input
+    }
     Ok(LoadedModel {
         sam,
         geometry,
-        meta: ModelMeta::read(weights),
+        meta,
         adapter,
     })
 }
@@ -223,6 +238,7 @@ mod tests {
         let (sam, g) = small(&device, 3);
         let meta = ModelMeta {
             focus: Some(focus()),
+            slice_gap: 3,
         };
         let bytes = pollster::block_on(model_bytes(&sam, &g, &meta, false)).unwrap();
         let header = header_of(&bytes).unwrap();
@@ -233,6 +249,10 @@ mod tests {
         assert_eq!(
             header.get("brainsam.focus").map(String::as_str),
             Some(r#"{"context":2.0,"min_side":64}"#)
+        );
+        assert_eq!(
+            header.get("brainsam.slice_gap").map(String::as_str),
+            Some("3")
         );
         let loaded = load_model(&bytes, None, &device).unwrap();
         assert_eq!(loaded.meta, meta);
@@ -306,6 +326,7 @@ mod tests {
             geometry: g.clone(),
             lora,
             labels: vec![10],
+            slice_gap: Some(2),
         };
         let adapter = pollster::block_on(adapter_bytes(&trained, &adapter_meta)).unwrap();
         let weights =
@@ -313,6 +334,10 @@ mod tests {
 
         let loaded = load_model(&weights, Some(&adapter), &device).unwrap();
         assert_eq!(loaded.adapter, Some(adapter_meta));
+        assert_eq!(
+            loaded.meta.slice_gap, 2,
+            "the adapter's input, not the base's"
+        );
         assert!(
             !loaded.sam.image_encoder.has_lora(),
             "adapter left unmerged"

@@ -6,8 +6,8 @@ use crate::data::rng::Rng;
 use crate::data::slicing::Plane;
 
 /// Random crop (zoom) and flips/transposes applied identically to image and label planes.
-pub(super) fn augment(
-    image: &mut Plane<u8>,
+pub(super) fn augment<T: Copy>(
+    image: &mut Plane<T>,
     labs: &mut [Plane<i32>],
     cfg: &SamplerConfig,
     rng: &mut Rng,

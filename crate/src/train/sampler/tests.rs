@@ -263,7 +263,7 @@ fn focused_samples_cut_image_masks_and_prompts_to_one_window_around_the_first_pr
             let (l, mask) = &s.targets[0];
             let fg = norm.to_u8(*l as f32 * 10.0);
             for (m, g) in mask.iter().zip(&s.image.data) {
-                assert_eq!(*m != 0, *g == fg, "image and mask disagree");
+                assert_eq!(*m != 0, *g == [fg; 3], "image and mask disagree");
             }
             assert_eq!(mask.iter().filter(|v| **v != 0).count(), 60);
             if use_points {
@@ -291,4 +291,39 @@ fn flips_and_crops_keep_image_and_labels_aligned() {
     assert_eq!(flip(&p, false, false, true).data, vec![1, 4, 2, 5, 3, 6]);
     assert_eq!(flip(&p, true, true, false).data, vec![6, 5, 4, 3, 2, 1]);
     assert_eq!(crop(&p, 1, 1, 1, 2).data, vec![5, 6]);
+}
+
+#[test]
+fn with_a_slice_gap_the_channels_are_the_neighbouring_slices() {
+    let (_, labels, _) = two_structures();
+    // Each axial slice z of the image holds the value 10 z + 1 (4 slices).
+    let n = 64;
+    let mut eye = [[0.0; 4]; 4];
+    (0..4).for_each(|i| eye[i][i] = 1.0);
+    let values = (0..n * n * 4)
+        .map(|i| (10 * (i / (n * n)) + 1) as f32)
+        .collect();
+    let image = Volume::new([n, n, 4], values, eye).unwrap();
+    let norm = Normalizer::robust(&image).unwrap();
+    let grey = |z: usize| norm.to_u8((10 * z + 1) as f32);
+    let mut rng = Rng::new(3);
+    let mut seen = [false; 4];
+    for gap in [1, 2] {
+        let cfg = SamplerConfig {
+            axes: vec![2],
+            slice_gap: gap,
+            ..SamplerConfig::default()
+        };
+        for _ in 0..40 {
+            let s = sample_slice(&image, &norm, &labels, &[5, 6], &cfg, false, &mut rng).unwrap();
+            let z = (0..4).find(|z| grey(*z) == s.image.data[0][1]).unwrap();
+            seen[z] = true;
+            let want = [grey(z.saturating_sub(gap)), grey(z), grey((z + gap).min(3))];
+            assert!(
+                s.image.data.iter().all(|p| *p == want),
+                "slice {z}, gap {gap}"
+            );
+        }
+    }
+    assert!(seen.iter().all(|s| *s), "every slice drawn: {seen:?}");
 }

@@ -296,7 +296,7 @@ $('reset-view').onclick = () => viewer.resetZoom();
 $('export').onclick = () => edit(async () => {
   const convention = $select('export-convention').value;
   const r = await engine.call('exportLabels', { labels: state.labels.slice(), convention });
-  const base = (state.volume.name || 'image').replace(/\.nii(\.gz)?$/i, '');
+  const base = (state.volume.name || 'image').replace(/\.(nii(\.gz)?|mg[hz])$/i, '');
   downloadBytes(r.bytes, `${base}_brainsam_${convention}.nii.gz`);
 });
 

@@ -35,12 +35,16 @@ def values(dtype):
 def save(img, out, name):
     path = os.path.join(out, name)
     nib.save(img, path)
+    save_meta(path)
+
+
+def save_meta(path):
     back = nib.load(path)
     data = np.asanyarray(back.dataobj).astype(np.float64)
     if data.ndim > 3:
         data = data[..., 0]
     meta = {
-        "shape": list(back.shape[:3]),
+        "shape": [int(x) for x in back.shape[:3]],
         "affine": back.affine.tolist(),
         "values": [None if not np.isfinite(x) else float(x) for x in data.ravel(order="F")],
     }
@@ -88,6 +92,26 @@ def main(out):
     nib.save(nib.Nifti1Image(rgb, affine_lia()), os.path.join(out, "rgb.nii"))
     cplx = values(np.float32).astype(np.complex64)
     nib.save(nib.Nifti1Image(cplx, affine_lia()), os.path.join(out, "complex.nii"))
+    mgh(out)
+
+
+def mgh(out):
+    """FreeSurfer MGH/MGZ: every voxel type nibabel writes, an oblique affine, and a file
+    without valid geometry (goodRASFlag 0), whose affine nibabel fills with its default."""
+    c, s = np.cos(0.3), np.sin(0.3)
+    oblique = np.array([[-c * 1.2, 0, s * 0.9, 12.5], [0, 0, 1.1, -31.0],
+                        [s * 1.2, -1.3, c * 0.9, 7.25], [0, 0, 0, 1]])
+    for dt in (np.uint8, np.int16, np.int32, np.float32):
+        for ext in (".mgh", ".mgz"):
+            save(nib.MGHImage(values(dt), oblique), out, f"mgh_{np.dtype(dt).name}{ext}")
+    path = os.path.join(out, "mgh_noras.mgh")
+    nib.save(nib.MGHImage(values(np.float32), oblique), path)
+    with open(path, "r+b") as f:  # goodRASFlag: the big-endian int16 at byte 28
+        f.seek(28)
+        f.write(b"\x00\x00")
+    save_meta(path)
+    four = np.stack([values(np.float32), values(np.float32) + 1000], axis=-1)
+    save(nib.MGHImage(four, oblique), out, "mgh_four_d.mgz")
 
 
 if __name__ == "__main__":

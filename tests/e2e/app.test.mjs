@@ -453,6 +453,24 @@ print(json.dumps({"shape": [a.shape, b.shape], "affine_diff": float(np.abs(a.aff
     assert.notEqual(after.iou, before.iou);
   });
 
+  test('an MGZ of the synthetic image opens in the same grid and segments', async () => {
+    const page = ctx.page;
+    // FreeSurfer's format, written by nibabel (an independent writer) from the NIfTI.
+    const mgz = join(ARTIFACTS, 'image.mgz');
+    execFileSync(PYTHON, ['-c', `
+import sys, nibabel as nib, numpy as np
+img = nib.load(sys.argv[1])
+nib.save(nib.MGHImage(np.asarray(img.dataobj, dtype=np.float32), img.affine), sys.argv[2])`, synth.image, mgz]);
+    await page.setInputFiles('#file-image', mgz);
+    await page.waitForFunction(() => document.body.dataset.image === 'image.mgz' || !document.getElementById('error').hidden, null, { timeout: 120_000 });
+    assert.equal(await errorText(), '');
+    const dims = niftiDims(synth.image).join('×');
+    assert.match(await page.textContent('#image-info'), new RegExp(`${dims} voxels, 1\\.00×1\\.00×1\\.00 mm, LIA`));
+    await page.setInputFiles('#file-reference', synth.labels);
+    await page.waitForFunction(() => window.brainsam.state.reference, null, WORKER_WAIT);
+    await clickPutamen('06-click-mgz');
+  });
+
   test('no request leaves the page origin', async () => {
     assertSameOrigin(log, origin);
     assert.deepEqual(log.errors, []);

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use brainsam::data::datasets::{discover, Dataset};
 use brainsam::data::labels::{to_common, Convention};
-use brainsam::data::nifti::{read_file, read_labels};
+use brainsam::data::nifti::read_file;
+use brainsam::data::read_labels;
 use brainsam::data::{to_canonical, LabelVolume, Volume};
 use brainsam::model::io::{self, LoadedModel, ModelFileError, ModelMeta};
 use brainsam::model::{Geometry, Sam};

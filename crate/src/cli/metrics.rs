@@ -2,7 +2,8 @@
 
 use brainsam::data::labels::{to_common, Convention, LATERAL_VENTRICLES, SUBCORTICAL};
 use brainsam::data::metrics::evaluate;
-use brainsam::data::nifti::{read_file, read_labels, write_file};
+use brainsam::data::nifti::{read_file, write_file};
+use brainsam::data::read_labels;
 use brainsam::data::volume::LabelVolume;
 use std::path::{Path, PathBuf};
 

@@ -1,12 +1,11 @@
-//! `brainsam segment`: prompted segmentation of a NIfTI volume from a prompt file.
+//! `brainsam segment`: prompted segmentation of a volume (NIfTI or MGZ) from a prompt file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use brainsam::data::nifti::{
-    is_gz_path, label_out_type, read_file, read_image, write_file, write_labels,
-};
+use brainsam::data::nifti::{is_gz_path, label_out_type, read_file, write_file, write_labels};
+use brainsam::data::read_image;
 use brainsam::model::Sam;
 use brainsam::segment::{PromptFile, Session, SliceMask, StopRules};
 

@@ -2,9 +2,8 @@
 
 use brainsam::data::labels::{to_common, Convention};
 use brainsam::data::montage::render_png;
-use brainsam::data::nifti::{
-    label_out_type, read_file, read_labels, write_file, write_image, write_labels,
-};
+use brainsam::data::nifti::{label_out_type, read_file, write_file, write_image, write_labels};
+use brainsam::data::read_labels;
 use brainsam::data::synth::{synthesize, Contrast, LowRes, SynthConfig};
 use std::path::PathBuf;
 

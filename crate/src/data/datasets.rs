@@ -5,8 +5,9 @@
 
 use super::error::{DataError, Result};
 use super::labels::{to_common, Convention};
-use super::nifti::{read_file, read_image, read_labels};
+use super::nifti::read_file;
 use super::volume::{LabelVolume, Volume};
+use super::{read_image, read_labels};
 use std::path::{Path, PathBuf};
 
 /// Supported datasets.

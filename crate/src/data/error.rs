@@ -7,6 +7,8 @@ use thiserror::Error;
 pub enum DataError {
     #[error("not a NIfTI file: {0}")]
     NotNifti(String),
+    #[error("invalid MGH/MGZ file: {0}")]
+    Mgh(String),
     #[error("corrupt or truncated gzip stream: {0}")]
     Gzip(String),
     #[error(

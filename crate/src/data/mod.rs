@@ -1,4 +1,4 @@
-//! Brain MRI data pipeline: NIfTI I/O, canonical reorientation, slicing, subcortical label
+//! Brain MRI data pipeline: NIfTI and MGH I/O, canonical reorientation, slicing, subcortical label
 //! sets, dataset adapters, synthetic multi-contrast images, metrics and montages.
 //!
 //! Plain Rust (no tensor framework) and wasm-compatible: readers take `&[u8]`, writers
@@ -6,8 +6,10 @@
 
 pub mod datasets;
 pub mod error;
+pub mod formats;
 pub mod labels;
 pub mod metrics;
+pub mod mgh;
 pub mod montage;
 pub mod nifti;
 pub mod orient;
@@ -20,8 +22,9 @@ pub mod volume;
 mod testutil;
 
 pub use error::{DataError, Result};
+pub use formats::{read_image, read_labels};
 pub use labels::{Convention, Structure, LATERAL_VENTRICLES, SUBCORTICAL};
 pub use nifti::header::{NiftiHeader, NiftiVersion};
-pub use nifti::{read_image, read_labels, write_image, write_labels, OutType};
+pub use nifti::{write_image, write_labels, OutType};
 pub use orient::{to_canonical, Orientation};
 pub use volume::{LabelVolume, Loaded, Volume};

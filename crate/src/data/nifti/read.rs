@@ -241,7 +241,7 @@ fn read_raw(bytes: &[u8]) -> Result<Raw> {
     }
 }
 
-pub(super) fn gz_err(e: std::io::Error) -> DataError {
+pub(crate) fn gz_err(e: std::io::Error) -> DataError {
     DataError::Gzip(e.to_string())
 }
 

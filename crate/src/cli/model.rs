@@ -4,6 +4,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use brainsam::backend;
+use brainsam::model::io::centre_input::seat_on_centre_channel;
 use brainsam::model::io::checkpoint::{geometry_of, load_sam};
 use brainsam::model::io::grow::insert_encoder_blocks;
 use brainsam::model::io::{model_bytes, state_dict_bytes, ModelMeta};
@@ -46,6 +47,11 @@ pub struct ConvertArgs {
     /// Seed of the new blocks' other weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Record a 2.5-D input, slices k − GAP, k, k + GAP. From a model of copies (gap 0) the
+    /// patch embedding is first seated on the centre slice, so the model computes what it
+    /// did on copies; train it with `--full` to use the neighbours.
+    #[arg(long)]
+    pub slice_gap: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -166,12 +172,17 @@ pub fn convert(a: &ConvertArgs) -> Res {
         (sd, g) = (grown_sd, grown);
     }
     let of_input = ModelMeta::read(&read(&a.input)?);
+    let slice_gap = a.slice_gap.unwrap_or(of_input.slice_gap);
+    if of_input.slice_gap == 0 && slice_gap > 0 {
+        sd = seat_on_centre_channel(&sd)?;
+        println!("patch embedding seated on the centre slice: input slices k-{slice_gap}, k, k+{slice_gap}");
+    }
     let meta = ModelMeta {
         focus: match &a.focus {
             Some(f) => f.resolve(None),
             None => of_input.focus,
         },
-        slice_gap: of_input.slice_gap,
+        slice_gap,
     };
     let bytes = state_dict_bytes(&sd, &g, &meta, a.half)?;
     std::fs::write(&a.output, &bytes)

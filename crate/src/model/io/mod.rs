@@ -6,6 +6,7 @@
 //! nothing about files (as Meta's `modeling/` leaves loading to `load_state_dict`).
 
 pub mod adapter;
+pub mod centre_input;
 pub mod checkpoint;
 #[cfg(not(target_family = "wasm"))]
 pub mod grow;

@@ -2,8 +2,8 @@
 // and whether its manifest says it is trained). Fails if the model's sha256 disagrees
 // with its manifest.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 
 const dir = process.argv[2];
 const info = { sample: null, model: null };
@@ -27,4 +27,8 @@ if (existsSync(model)) {
   const weak = manifest?.demo_quality === false;
   info.model = { url: 'weights/brainsam-default.safetensors', name: 'brainsam default model', trained, weak, sha256: sha, manifest };
 }
+// Every file of the build, for the service worker to cache for offline use (sw.js).
+const walk = (d) => readdirSync(d, { withFileTypes: true })
+  .flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [relative(dir, join(d, e.name))]));
+info.files = walk(dir).filter((f) => f !== 'build.json' && f !== 'sw.js').sort();
 writeFileSync(join(dir, 'build.json'), JSON.stringify(info, null, 2));

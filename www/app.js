@@ -4,7 +4,7 @@
 
 import { EngineClient } from './client.js';
 import { Viewer } from './viewer.js';
-import { dice, readSlice, writeSlice, replaceLabel, countLabel, downloadBytes, fmtMs, fmtBytes } from './util.js';
+import { dice, readSlice, writeSlice, replaceLabel, countLabel, downloadBytes, volumesCsv, colourTable, fmtMs, fmtBytes } from './util.js';
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -268,6 +268,7 @@ async function refreshMemory() {
 function updateButtons() {
   $button('propagate').disabled = !(state.model && state.volume);
   $button('export').disabled = !state.volume;
+  $button('export-volumes').disabled = !state.volume;
 }
 
 // ---- tools, display, export ------------------------------------------------------------
@@ -296,9 +297,18 @@ $('reset-view').onclick = () => viewer.resetZoom();
 $('export').onclick = () => edit(async () => {
   const convention = $select('export-convention').value;
   const r = await engine.call('exportLabels', { labels: state.labels.slice(), convention });
-  const base = (state.volume.name || 'image').replace(/\.(nii(\.gz)?|mg[hz])$/i, '');
-  downloadBytes(r.bytes, `${base}_brainsam_${convention}.nii.gz`);
+  downloadBytes(r.bytes, `${exportBase()}_brainsam_${convention}.nii.gz`);
 });
+const exportBase = () => (state.volume.name || 'image').replace(/\.(nii(\.gz)?|mg[hz])$/i, '');
+$('export-volumes').onclick = () => {
+  const convention = $select('export-convention').value;
+  const csv = volumesCsv(state.labels, state.structures, state.volume.spacing, convention);
+  downloadBytes(new TextEncoder().encode(csv), `${exportBase()}_brainsam_volumes.csv`, 'text/csv');
+};
+$('export-lut').onclick = () => {
+  const convention = $select('export-convention').value;
+  downloadBytes(new TextEncoder().encode(colourTable(state.structures, convention)), `${exportBase()}_brainsam_${convention}_LUT.txt`, 'text/plain');
+};
 
 function focus(axis, index) {
   const key = `${axis}:${index}`;
@@ -320,6 +330,7 @@ async function openImage(bytes, name) {
     state.history = [];
     state.prompt = viewer.prompt = null;
     state.lastMask = null;
+    state.lastPropagation = null; // of the previous image
     viewer.setVolume(r.dims, r.spacing, r.gray, state.labels);
     const warn = r.warnings.length ? `\n${r.warnings.join('\n')}` : '';
     $('image-info').textContent = `${name}\n${r.source_dims.join('×')} voxels, ${r.spacing.map((s) => s.toFixed(2)).join('×')} mm, ${r.axcodes} → shown as RAS${warn}`;
@@ -416,12 +427,14 @@ function notice(topic, text) {
 // ---- start -------------------------------------------------------------------------------
 
 async function start() {
+  // Offline after the first visit (sw.js); a file:// page or a browser without it still works.
+  navigator.serviceWorker?.register('sw.js').catch((e) => console.warn(`no offline cache: ${e}`));
   document.body.dataset.state = 'starting';
   /** @type {{sample?: {url: string, name: string} | null, model?: {url: string, name: string, trained: boolean, weak: boolean} | null}} */
   const build = await fetch('build.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
   const info = await engine.call('init', { backend: params.get('backend') || 'auto' });
   state.backend = info.backend;
-  state.structures = info.structures.map((s) => ({ id: s.id, name: s.name, rgb: s.rgb }));
+  state.structures = info.structures.map((s) => ({ id: s.id, name: s.name, rgb: s.rgb, freesurfer: s.freesurfer }));
   renderStructures();
   $('backend').textContent = info.backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
   $('backend').className = `badge ${info.backend === 'webgpu' ? 'gpu' : 'cpu'}`;

@@ -66,8 +66,45 @@ export function dice(a, b, id) {
   return na + nb ? (2 * both) / (na + nb) : null;
 }
 
-export function downloadBytes(bytes, name) {
-  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/gzip' }));
+/**
+ * Volumes per structure, as SynthSeg's `--vol` CSV: one row per structure (zero where it
+ * has no voxels), its label value in the exported file, voxel count and mm³.
+ * @param {Uint8Array} labels
+ * @param {{id: number, name: string, freesurfer?: number}[]} structures
+ * @param {number[]} spacing voxel sides in mm
+ * @param {string} convention 'freesurfer' (aseg values) or 'common' (ids 1–16)
+ */
+export function volumesCsv(labels, structures, spacing, convention) {
+  const counts = new Float64Array(256);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]]++;
+  const voxelMm3 = spacing[0] * spacing[1] * spacing[2];
+  const rows = structures.map((s) => {
+    const name = /[",\n]/.test(s.name) ? `"${s.name.replaceAll('"', '""')}"` : s.name;
+    return `${name},${labelValue(s, convention)},${counts[s.id]},${(counts[s.id] * voxelMm3).toFixed(3)}`;
+  });
+  return `structure,label,voxels,volume_mm3\n${rows.join('\n')}\n`;
+}
+
+/**
+ * A FreeSurfer colour table (the format of FreeSurferColorLUT.txt: value, name, R G B A
+ * with A = 0 opaque) for the exported labels, so Freeview and 3D Slicer show the page's colours.
+ * @param {{id: number, name: string, rgb: number[], freesurfer?: number}[]} structures
+ * @param {string} convention 'freesurfer' (aseg values) or 'common' (ids 1–16)
+ */
+export function colourTable(structures, convention) {
+  const lines = ['#No. Label Name:                            R   G   B   A', '0   Unknown                                  0   0   0   0'];
+  for (const s of structures) {
+    const name = s.name.replace(/\s+/g, '_');
+    lines.push(`${String(labelValue(s, convention)).padEnd(4)}${name.padEnd(41)}${s.rgb.map((c) => String(c).padStart(3)).join(' ')}   0`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** A structure's value in the exported file (the engine's `Convention::value`). */
+const labelValue = (s, convention) => (convention === 'freesurfer' && s.freesurfer != null ? s.freesurfer : s.id);
+
+export function downloadBytes(bytes, name, type = 'application/gzip') {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
   const a = Object.assign(document.createElement('a'), { href: url, download: name });
   document.body.append(a);
   a.click();

@@ -294,6 +294,28 @@ describe('brainsam in Chromium on WebGPU', () => {
 // 3-D propagation and export run here: they are the same engine calls as above, repeated
 // per slice, and SwiftShader takes ~30 s per slice for the trained model's encoder.
 
+// What `npm start` shows: the bundled MNI152 template, one click in the left putamen.
+async function clickSamplePutamen(name) {
+  const page = ctx.page;
+  // MNI (-25, 2, 0) mm lies in the left putamen; the template is stored RAS, so its
+  // voxels are the page's canonical ones.
+  const [x, y, z] = JSON.parse(execFileSync(PYTHON, ['-c', `
+import json, sys, nibabel as nib, numpy as np
+a = nib.load(sys.argv[1]).affine
+print(json.dumps([int(round(v)) for v in np.linalg.solve(a, [-25, 2, 0, 1])[:3]]))`, join(DIST, build.sample.url)], { encoding: 'utf8' }));
+  await chooseStructure(PUTAMEN);
+  await goTo({ index: z, u: x, v: y });
+  const at = await clientOf(2, x, y);
+  await page.mouse.click(at.x, at.y);
+  await settle(page);
+  assert.equal(await errorText(), '');
+  const m = await page.evaluate(() => window.brainsam.state.lastMask);
+  console.log(`sample, voxel ${[x, y, z]}: ${m.pixels} px, predicted IoU ${m.iou.toFixed(3)}`);
+  await screenshot(page, name);
+  // The putamen's axial section at z = 0 is ~4 cm²: a trained model's mask is of that order.
+  if (build.model?.trained) assert.ok(m.pixels >= 100 && m.pixels <= 1500, `${m.pixels} px`);
+}
+
 describe('brainsam in Chromium without WebGPU', () => {
   let server, origin, browser, log;
   before(async () => {
@@ -316,27 +338,7 @@ describe('brainsam in Chromium without WebGPU', () => {
     assert.match(await page.textContent('#notice'), /Running on the CPU/, 'the notice stays after a model loads');
   });
 
-  // What `npm start` shows: the bundled MNI152 template, one click in the left putamen.
-  test('the bundled sample: one click in the left putamen', { skip: !build.sample && 'no sample in this build' }, async () => {
-    const page = ctx.page;
-    // MNI (-25, 2, 0) mm lies in the left putamen; the template is stored RAS, so its
-    // voxels are the page's canonical ones.
-    const [x, y, z] = JSON.parse(execFileSync(PYTHON, ['-c', `
-import json, sys, nibabel as nib, numpy as np
-a = nib.load(sys.argv[1]).affine
-print(json.dumps([int(round(v)) for v in np.linalg.solve(a, [-25, 2, 0, 1])[:3]]))`, join(DIST, build.sample.url)], { encoding: 'utf8' }));
-    await chooseStructure(PUTAMEN);
-    await goTo({ index: z, u: x, v: y });
-    const at = await clientOf(2, x, y);
-    await page.mouse.click(at.x, at.y);
-    await settle(page);
-    assert.equal(await errorText(), '');
-    const m = await page.evaluate(() => window.brainsam.state.lastMask);
-    console.log(`sample, voxel ${[x, y, z]}: ${m.pixels} px, predicted IoU ${m.iou.toFixed(3)}`);
-    await screenshot(page, '00-sample-click');
-    // The putamen's axial section at z = 0 is ~4 cm²: a trained model's mask is of that order.
-    if (build.model?.trained) assert.ok(m.pixels >= 100 && m.pixels <= 1500, `${m.pixels} px`);
-  });
+  test('the bundled sample: one click in the left putamen', { skip: !build.sample && 'no sample in this build' }, () => clickSamplePutamen('00-sample-click'));
 
   test('a click and a box on the CPU', async () => {
     await uploadSynthetic();
@@ -422,6 +424,35 @@ print(json.dumps({"shape": [a.shape, b.shape], "affine_diff": float(np.abs(a.aff
     assert.deepEqual(nib.labels, [0, 12], 'FreeSurfer value of the left putamen');
   });
 
+  test('the volumes CSV counts the exported labels and the colour table names their values', async () => {
+    const page = ctx.page;
+    const save = async (button, name) => {
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+      const path = join(ARTIFACTS, name);
+      await download.saveAs(path);
+      return readFileSync(path, 'utf8');
+    };
+    const csv = await save('#export-volumes', 'volumes.csv');
+    const lut = await save('#export-lut', 'lut.txt');
+    // nibabel counts the file the export test saved (FreeSurfer values, the default).
+    const nib = JSON.parse(execFileSync(PYTHON, ['-c', `
+import json, sys, nibabel as nib, numpy as np
+img = nib.load(sys.argv[1])
+v, c = np.unique(np.asarray(img.dataobj).astype(int), return_counts=True)
+print(json.dumps({"counts": {int(a): int(b) for a, b in zip(v, c)}, "voxel_mm3": float(np.prod(img.header.get_zooms()[:3]))}))`, join(ARTIFACTS, 'export.nii.gz')], { encoding: 'utf8' }));
+    const [head, ...rows] = csv.trim().split('\n').map((l) => l.split(','));
+    assert.deepEqual(head, ['structure', 'label', 'voxels', 'volume_mm3']);
+    assert.ok(rows.length >= 16, `${rows.length} rows`);
+    for (const [name, label, voxels, mm3] of rows) {
+      assert.equal(Number(voxels), nib.counts[label] ?? 0, `${name} (${label})`);
+      assert.ok(Math.abs(Number(mm3) - Number(voxels) * nib.voxel_mm3) <= 1e-3, `${name}: ${mm3} mm³`);
+    }
+    assert.ok(rows.some((r) => Number(r[2]) > 0), 'no structure has voxels');
+    const values = new Set(lut.split('\n').filter((l) => l.trim() && !l.startsWith('#')).map((l) => Number(l.trim().split(/\s+/)[0])));
+    for (const v of Object.keys(nib.counts)) assert.ok(values.has(Number(v)), `label ${v} missing from the colour table`);
+    console.log(`volumes: ${rows.filter((r) => Number(r[2]) > 0).map((r) => `${r[0]} ${r[3]} mm³`).join(', ')}`);
+  });
+
   test('mirror averaging is offered for a windowed model and predicts on both views', async () => {
     const page = ctx.page;
     const windowed = await page.evaluate(() => Boolean(window.brainsam.state.model?.focus));
@@ -468,11 +499,29 @@ nib.save(nib.MGHImage(np.asarray(img.dataobj, dtype=np.float32), img.affine), sy
     assert.match(await page.textContent('#image-info'), new RegExp(`${dims} voxels, 1\\.00×1\\.00×1\\.00 mm, LIA`));
     await page.setInputFiles('#file-reference', synth.labels);
     await page.waitForFunction(() => window.brainsam.state.reference, null, WORKER_WAIT);
-    await clickPutamen('06-click-mgz');
+    await clickPutamen('09-click-mgz');
   });
 
   test('no request leaves the page origin', async () => {
     assertSameOrigin(log, origin);
     assert.deepEqual(log.errors, []);
+  });
+
+  test('after the first visit the page opens and segments with the server gone', { skip: !build.sample && 'no sample in this build' }, async () => {
+    const page = ctx.page;
+    await page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
+    const cached = await page.evaluate(async () => (await (await caches.open('brainsam')).keys()).length);
+    // The server really gone, not an emulated offline mode (which need not reach a service
+    // worker's own requests): what the page gets now comes from its cache.
+    server.closeAllConnections();
+    await new Promise((done) => server.close(done));
+    server = null;
+    await page.reload();
+    await page.waitForFunction(() => ['ready', 'failed'].includes(document.body.dataset.state), null, { timeout: 600_000 });
+    assert.equal(await errorText(), '');
+    assert.ok(await page.evaluate(() => navigator.serviceWorker.controller !== null), 'no service worker controls the page');
+    await page.waitForFunction(() => window.brainsam.state.model && window.brainsam.state.volume, null, { timeout: 600_000 });
+    console.log(`offline: ${cached} files cached; the sample and the model opened from the cache`);
+    await clickSamplePutamen('10-offline-click');
   });
 });

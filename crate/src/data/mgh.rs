@@ -76,8 +76,15 @@ fn be_f32(h: &[u8], at: usize) -> f64 {
     f32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]) as f64
 }
 
-/// The first frame's voxels as f64, its dims and affine, and warnings.
-fn read_raw(bytes: &[u8]) -> Result<(Vec<f64>, [usize; 3], [[f64; 4]; 4], Vec<String>)> {
+/// A file's first frame before conversion to the volume's voxel type.
+struct Raw {
+    values: Vec<f64>,
+    dims: [usize; 3],
+    affine: [[f64; 4]; 4],
+    warnings: Vec<String>,
+}
+
+fn read_raw(bytes: &[u8]) -> Result<Raw> {
     let mut r: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(bytes))
     } else {
@@ -131,7 +138,12 @@ fn read_raw(bytes: &[u8]) -> Result<(Vec<f64>, [usize; 3], [[f64; 4]; 4], Vec<St
         .chunks_exact(kind.size())
         .map(|c| kind.decode(c))
         .collect();
-    Ok((values, dims, affine, warnings))
+    Ok(Raw {
+        values,
+        dims,
+        affine,
+        warnings,
+    })
 }
 
 /// FreeSurfer's voxel → RAS: direction cosines scaled by the voxel sizes, placed so that the
@@ -169,7 +181,12 @@ fn vox2ras(h: &[u8], dims: [usize; 3]) -> [[f64; 4]; 4] {
 
 /// Reads an `.mgh` / `.mgz` image (first frame) as f32.
 pub fn read_image(bytes: &[u8]) -> Result<Loaded<f32>> {
-    let (values, dims, affine, mut warnings) = read_raw(bytes)?;
+    let Raw {
+        values,
+        dims,
+        affine,
+        mut warnings,
+    } = read_raw(bytes)?;
     let mut bad = 0usize;
     let data = values
         .into_iter()
@@ -194,7 +211,12 @@ pub fn read_image(bytes: &[u8]) -> Result<Loaded<f32>> {
 
 /// Reads an `.mgh` / `.mgz` label map (e.g. `aseg.mgz`); float labels are rounded.
 pub fn read_labels(bytes: &[u8]) -> Result<Loaded<i32>> {
-    let (values, dims, affine, mut warnings) = read_raw(bytes)?;
+    let Raw {
+        values,
+        dims,
+        affine,
+        mut warnings,
+    } = read_raw(bytes)?;
     let (mut bad, mut frac) = (0usize, 0usize);
     let data = values
         .into_iter()

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use super::error::{DataError, Result};
 use super::nifti::read::gz_err;
-use super::volume::{Loaded, Volume, MAX_VOXELS};
+use super::volume::{image_voxels, label_voxels, Loaded, Volume, MAX_VOXELS};
 
 /// Header bytes before the voxels (the fields read below, then reserved space).
 const HEADER_SIZE: usize = 284;
@@ -179,65 +179,28 @@ fn vox2ras(h: &[u8], dims: [usize; 3]) -> [[f64; 4]; 4] {
     a
 }
 
-/// Reads an `.mgh` / `.mgz` image (first frame) as f32.
+/// Reads an `.mgh` / `.mgz` image (first frame) as f32; NaN/Inf voxels become 0.
 pub fn read_image(bytes: &[u8]) -> Result<Loaded<f32>> {
-    let Raw {
-        values,
-        dims,
-        affine,
-        mut warnings,
-    } = read_raw(bytes)?;
-    let mut bad = 0usize;
-    let data = values
-        .into_iter()
-        .map(|v| {
-            let v = v as f32;
-            if v.is_finite() {
-                v
-            } else {
-                bad += 1;
-                0.0
-            }
-        })
-        .collect();
-    if bad > 0 {
-        warnings.push(format!("{bad} NaN/Inf voxels set to 0"));
-    }
-    Ok(Loaded {
-        volume: Volume::new(dims, data, affine)?,
-        warnings,
-    })
+    let raw = read_raw(bytes)?;
+    let (data, w) = image_voxels(raw.values.into_iter());
+    finish(raw.dims, data, raw.affine, raw.warnings, w)
 }
 
 /// Reads an `.mgh` / `.mgz` label map (e.g. `aseg.mgz`); float labels are rounded.
 pub fn read_labels(bytes: &[u8]) -> Result<Loaded<i32>> {
-    let Raw {
-        values,
-        dims,
-        affine,
-        mut warnings,
-    } = read_raw(bytes)?;
-    let (mut bad, mut frac) = (0usize, 0usize);
-    let data = values
-        .into_iter()
-        .map(|v| {
-            if !v.is_finite() || v.abs() > i32::MAX as f64 {
-                bad += 1;
-                return 0;
-            }
-            let r = v.round();
-            if (r - v).abs() > 1e-3 {
-                frac += 1;
-            }
-            r as i32
-        })
-        .collect();
-    if bad > 0 {
-        warnings.push(format!("{bad} NaN/Inf/out-of-range label voxels set to 0"));
-    }
-    if frac > 0 {
-        warnings.push(format!("{frac} non-integer label voxels rounded"));
-    }
+    let raw = read_raw(bytes)?;
+    let (data, w) = label_voxels(raw.values.into_iter());
+    finish(raw.dims, data, raw.affine, raw.warnings, w)
+}
+
+fn finish<T: Copy>(
+    dims: [usize; 3],
+    data: Vec<T>,
+    affine: [[f64; 4]; 4],
+    mut warnings: Vec<String>,
+    more: Vec<String>,
+) -> Result<Loaded<T>> {
+    warnings.extend(more);
     Ok(Loaded {
         volume: Volume::new(dims, data, affine)?,
         warnings,

@@ -127,3 +127,52 @@ pub(crate) fn checked_len(dims: [usize; 3]) -> Result<usize> {
     }
     Ok(n as usize)
 }
+
+/// A file's decoded values as image voxels: NaN/Inf become 0, reported in the warnings.
+/// Every reader (NIfTI, MGH) converts through here, so they agree on bad voxels.
+pub(crate) fn image_voxels(values: impl Iterator<Item = f64>) -> (Vec<f32>, Vec<String>) {
+    let mut bad = 0usize;
+    let data = values
+        .map(|v| {
+            let v = v as f32;
+            if v.is_finite() {
+                v
+            } else {
+                bad += 1;
+                0.0
+            }
+        })
+        .collect();
+    let warnings = (bad > 0)
+        .then(|| format!("{bad} NaN/Inf voxels set to 0"))
+        .into_iter()
+        .collect();
+    (data, warnings)
+}
+
+/// A file's decoded values as labels: NaN/Inf and out-of-range values become 0, non-integer
+/// ones are rounded; both reported.
+pub(crate) fn label_voxels(values: impl Iterator<Item = f64>) -> (Vec<i32>, Vec<String>) {
+    let (mut bad, mut frac) = (0usize, 0usize);
+    let data = values
+        .map(|v| {
+            if !v.is_finite() || v.abs() > i32::MAX as f64 {
+                bad += 1;
+                return 0;
+            }
+            let r = v.round();
+            if (r - v).abs() > 1e-3 {
+                frac += 1;
+            }
+            r as i32
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    if bad > 0 {
+        warnings.push(format!("{bad} NaN/Inf/out-of-range label voxels set to 0"));
+    }
+    if frac > 0 {
+        warnings.push(format!("{frac} non-integer label voxels rounded"));
+    }
+    (data, warnings)
+}

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use super::header::{self, NiftiHeader, NiftiVersion, NIFTI1_HEADER_SIZE, NIFTI2_HEADER_SIZE};
 use crate::data::error::{DataError, Result};
-use crate::data::volume::{Loaded, Volume, MAX_VOXELS};
+use crate::data::volume::{image_voxels, label_voxels, Loaded, Volume, MAX_VOXELS};
 
 /// Largest gap between header and voxel data (extensions) accepted.
 const MAX_EXTENSION_BYTES: f64 = 64.0 * 1024.0 * 1024.0;
@@ -322,13 +322,13 @@ fn scaling(h: &NiftiHeader) -> (f64, f64) {
     }
 }
 
-fn decode_all<T>(raw: &Raw, mut f: impl FnMut(f64) -> T) -> Vec<T> {
+/// The first volume's values after `scl_slope` / `scl_inter`.
+fn decoded(raw: &Raw) -> impl Iterator<Item = f64> + '_ {
     let (slope, inter) = scaling(&raw.header);
     let le = raw.header.little_endian;
     raw.bytes
         .chunks_exact(raw.dtype.size())
-        .map(|c| f(raw.dtype.decode(c, le) * slope + inter))
-        .collect()
+        .map(move |c| raw.dtype.decode(c, le) * slope + inter)
 }
 
 fn finish<T>(raw: Raw, data: Vec<T>, mut warnings: Vec<String>) -> Loaded<T> {
@@ -349,20 +349,7 @@ fn finish<T>(raw: Raw, data: Vec<T>, mut warnings: Vec<String>) -> Loaded<T> {
 /// `scl_slope`/`scl_inter`; NaN/Inf voxels become 0 (reported in the warnings).
 pub fn read_image(bytes: &[u8]) -> Result<Loaded<f32>> {
     let raw = read_raw(bytes)?;
-    let mut bad = 0usize;
-    let data = decode_all(&raw, |v| {
-        let v = v as f32;
-        if v.is_finite() {
-            v
-        } else {
-            bad += 1;
-            0.0
-        }
-    });
-    let mut w = Vec::new();
-    if bad > 0 {
-        w.push(format!("{bad} NaN/Inf voxels set to 0"));
-    }
+    let (data, w) = image_voxels(decoded(&raw));
     Ok(finish(raw, data, w))
 }
 
@@ -370,25 +357,7 @@ pub fn read_image(bytes: &[u8]) -> Result<Loaded<f32>> {
 /// NaN/Inf and out-of-range values become 0, non-integer values are rounded; both reported.
 pub fn read_labels(bytes: &[u8]) -> Result<Loaded<i32>> {
     let raw = read_raw(bytes)?;
-    let (mut bad, mut frac) = (0usize, 0usize);
-    let data = decode_all(&raw, |v| {
-        if !v.is_finite() || v.abs() > i32::MAX as f64 {
-            bad += 1;
-            return 0;
-        }
-        let r = v.round();
-        if (r - v).abs() > 1e-3 {
-            frac += 1;
-        }
-        r as i32
-    });
-    let mut w = Vec::new();
-    if bad > 0 {
-        w.push(format!("{bad} NaN/Inf/out-of-range label voxels set to 0"));
-    }
-    if frac > 0 {
-        w.push(format!("{frac} non-integer label voxels rounded"));
-    }
+    let (data, w) = label_voxels(decoded(&raw));
     Ok(finish(raw, data, w))
 }
 

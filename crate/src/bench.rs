@@ -91,6 +91,7 @@ pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Ti
             )),
             points: None,
             targets: Tensor::<4>::random([1, 1, l, l], Distribution::Bernoulli(0.5), device),
+            mask_input: None,
             correction: None,
             structures: None,
         })

@@ -52,11 +52,13 @@ pub struct EvaluateArgs {
     pub labels: Structures,
     #[arg(long, default_value = "cpu")]
     pub backend: Backend,
-    /// With --prompt propagate: the `default` stop rules, or the first release's `legacy`
-    /// ones, for comparison; `,name=value` pairs change single rules (e.g.
-    /// `default,max_extent=0.8`) to tune them on held-out subjects.
-    #[arg(long, default_value = "default", value_parser = parse_stop_rules)]
-    pub stop_rules: StopRules,
+    /// With --prompt propagate(-click): how propagation ends. Default: the model's (`trained`
+    /// for a model trained to propagate, else `default`); `default` names the hand-set
+    /// stop rules, `legacy` the first release's, `trained` the model's own end (dense
+    /// prompts, empty mask or low IoU); `,name=value` pairs change single rules (e.g.
+    /// `default,max_extent=0.8`) to tune them on selection subjects.
+    #[arg(long, value_parser = parse_stop_rules)]
+    pub stop_rules: Option<StopRules>,
     /// Do not tell a model with structure embeddings which structure each prompt is for
     /// (by default it is told, as the page and `segment` tell it).
     #[arg(long)]
@@ -81,6 +83,9 @@ pub enum PromptKind {
     /// One box on the structure's largest slice, then the 3-D propagation of the app's
     /// "whole structure" button.
     Propagate,
+    /// One positive click at the interior-most pixel of the structure's largest slice,
+    /// then the 3-D propagation.
+    PropagateClick,
 }
 
 /// Per structure: |P ∩ T|, |P|, |T| summed over slices.
@@ -196,7 +201,9 @@ pub fn run(a: &EvaluateArgs) -> Res {
         labels,
         prompt: a.prompt,
         told: sam.prompt_encoder.knows_structures() && !a.unnamed,
-        rules: a.stop_rules,
+        rules: a
+            .stop_rules
+            .unwrap_or_else(|| StopRules::for_model(meta.dense_propagation)),
         keep: a.save.is_some(),
     };
     let subjects = subjects(a)?;
@@ -211,7 +218,9 @@ pub fn run(a: &EvaluateArgs) -> Res {
         a.focus.apply(&mut session, of_model)?;
         session.set_slice_gap(meta.slice_gap);
         let mut scored = match a.prompt {
-            PromptKind::Propagate => ev.propagated(&mut session, &truth)?,
+            PromptKind::Propagate | PromptKind::PropagateClick => {
+                ev.propagated(&mut session, &truth)?
+            }
             _ => ev.slices(&mut session, &truth)?,
         };
         if let (Some(dir), Some(vol)) = (&a.save, scored.predicted.take()) {
@@ -399,7 +408,8 @@ impl Evaluation<'_> {
         })
     }
 
-    /// One box per structure on its largest section, propagated through the volume.
+    /// One box (or click) per structure on its largest section, propagated through the
+    /// volume.
     fn propagated(&self, session: &mut Session, truth: &LabelVolume) -> Res<Scored> {
         let largest = largest_sections(truth, self.axis, self.labels);
         let mut counts = Vec::with_capacity(self.labels.len());
@@ -410,7 +420,7 @@ impl Evaluation<'_> {
                 session,
                 truth,
                 self.axis,
-                (l, self.named(l)),
+                (l, self.named(l), self.prompt == PromptKind::PropagateClick),
                 largest[k],
                 &self.rules,
             )?;
@@ -432,7 +442,12 @@ pub fn parse_stop_rules(spec: &str) -> Result<StopRules, String> {
     let mut r = match parts.next().map(str::trim) {
         Some("default") => StopRules::default(),
         Some("legacy") => StopRules::legacy(),
-        o => return Err(format!("starts with default or legacy, not `{o:?}`")),
+        Some("trained") => StopRules::trained(),
+        o => {
+            return Err(format!(
+                "starts with default, legacy or trained, not `{o:?}`"
+            ))
+        }
     };
     for kv in parts {
         let (k, v) = kv
@@ -451,6 +466,7 @@ pub fn parse_stop_rules(spec: &str) -> Result<StopRules, String> {
             "max_regrowth" => r.max_regrowth = v,
             "max_extent" => r.max_extent = v,
             "box_margin" => r.box_margin = v as f32,
+            "dense_prompt" => r.dense_prompt = v != 0.0,
             o => return Err(format!("no rule `{o}`")),
         }
     }
@@ -481,14 +497,14 @@ fn largest_sections(truth: &LabelVolume, axis: usize, labels: &[i32]) -> Vec<(us
 /// How a propagation's two walks ended, and the seed slice they started from.
 type Walked = ([End; 2], usize);
 
-/// One box on structure `l`'s largest section `best` (index, area), propagated through the
-/// volume.
+/// One box on structure `l`'s largest section `best` (index, area), or a click at its
+/// interior-most pixel, propagated through the volume.
 fn propagated(
     sam: &brainsam::model::Sam,
     session: &mut Session,
     truth: &LabelVolume,
     axis: usize,
-    (l, structure): (i32, Option<usize>),
+    (l, structure, click): (i32, Option<usize>, bool),
     best: (usize, usize),
     rules: &StopRules,
 ) -> Res<(Counts, Option<Walked>)> {
@@ -504,10 +520,17 @@ fn propagated(
     let Some([u0, v0, u1, v1]) = bbox(&mask, tp.rows, tp.cols) else {
         return Ok((c, None));
     };
-    let prompt = SlicePrompt {
-        bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
-        structure,
-        ..Default::default()
+    let prompt = match interior_point(&mask, tp.rows, tp.cols) {
+        Some((u, v)) if click => SlicePrompt {
+            points: vec![[u as f32, v as f32, 1.0]],
+            structure,
+            ..Default::default()
+        },
+        _ => SlicePrompt {
+            bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
+            structure,
+            ..Default::default()
+        },
     };
     let seed = session.predict(sam, axis, best.0, &prompt).await_native()?;
     let pred = session

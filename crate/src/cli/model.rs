@@ -183,6 +183,7 @@ pub fn convert(a: &ConvertArgs) -> Res {
             None => of_input.focus,
         },
         slice_gap,
+        dense_propagation: of_input.dense_propagation,
     };
     let bytes = state_dict_bytes(&sd, &g, &meta, a.half)?;
     std::fs::write(&a.output, &bytes)

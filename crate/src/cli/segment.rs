@@ -88,8 +88,8 @@ pub fn run(a: &SegmentArgs) -> Res {
                     &sam,
                     (i, p.label),
                     (*axis, *index),
-                    &mask,
-                    p.prompt.structure,
+                    (&mask, p.prompt.structure),
+                    &StopRules::for_model(meta.dense_propagation),
                 )?;
             }
         }
@@ -117,19 +117,11 @@ fn propagated(
     sam: &Sam,
     (i, label): (usize, i32),
     (axis, index): (usize, usize),
-    mask: &SliceMask,
-    structure: Option<usize>,
+    (mask, structure): (&SliceMask, Option<usize>),
+    rules: &StopRules,
 ) -> Res {
     let r = session
-        .propagate(
-            sam,
-            axis,
-            index,
-            mask,
-            structure,
-            &StopRules::default(),
-            &mut |_, _| {},
-        )
+        .propagate(sam, axis, index, mask, structure, rules, &mut |_, _| {})
         .await_native()?;
     for (o, m) in canonical.iter_mut().zip(&r.mask) {
         if *m != 0 {

@@ -79,6 +79,11 @@ pub struct TrainArgs {
     /// structure's mask here, as 3-D propagation prompts; the target may be empty.
     #[arg(long, default_value_t = 0.2)]
     pub neighbour_prob: f64,
+    /// Share of those neighbour prompts that also carry the structure's mask here as SAM's
+    /// dense prompt: trains the model to propagate a structure slice by slice and to end
+    /// it itself (the model file then says so, and "whole structure" uses it).
+    #[arg(long, default_value_t = 0.0)]
+    pub dense_prompt_prob: f64,
     /// Share of slices cut to a window around their first prompt and enlarged to the model
     /// input (train a model for focused inference, `--focus` of segment and evaluate).
     #[arg(long, default_value_t = 0.0)]
@@ -164,13 +169,18 @@ pub fn parse_geometry(s: &str) -> Result<Geometry, String> {
 
 /// The model to train (`--model`, or a fresh one of the `--from-scratch` geometry), its
 /// geometry, its file's sha256 (empty from scratch) and its slice gap.
-fn base_model(a: &TrainArgs, device: &Device) -> Res<(Sam, Geometry, String, usize)> {
+fn base_model(a: &TrainArgs, device: &Device) -> Res<(Sam, Geometry, String, ModelMeta)> {
     match (&a.model, &a.from_scratch) {
         (Some(m), _) => {
             let (sam, g, meta) = load_model(Some(m), None, device)?;
-            Ok((sam, g, sha256_hex(&read(m)?), meta.slice_gap))
+            Ok((sam, g, sha256_hex(&read(m)?), meta))
         }
-        (None, Some(g)) => Ok((g.config().init(device), g.clone(), String::new(), 0)),
+        (None, Some(g)) => Ok((
+            g.config().init(device),
+            g.clone(),
+            String::new(),
+            ModelMeta::default(),
+        )),
         (None, None) => Err("give --model (fine-tuning) or --from-scratch GEOMETRY_JSON".into()),
     }
 }
@@ -221,6 +231,7 @@ fn train_config(a: &TrainArgs, lora: Option<LoraConfig>, base_gap: usize) -> Tra
             prompts_per_slice: a.prompts_per_slice,
             point_prob: a.point_prob,
             neighbour_prob: a.neighbour_prob,
+            dense_prompt_prob: a.dense_prompt_prob,
             focus_prob: a.focus_prob,
             prompt_variants: a.prompt_variants,
             fragment_prob: a.fragment_prob,
@@ -335,7 +346,8 @@ pub fn run(a: &TrainArgs) -> Res {
     // Random initial weights (from scratch, adapters' A) follow --seed.
     device.seed(a.seed);
     let labels = a.labels.0.clone();
-    let (sam, geometry, base_hash, base_gap) = base_model(a, &device)?;
+    let (sam, geometry, base_hash, base_meta) = base_model(a, &device)?;
+    let base_gap = base_meta.slice_gap;
     let lora = (a.model.is_some() && !a.full).then(|| {
         LoraConfig::new()
             .with_rank(a.lora_rank)
@@ -347,6 +359,8 @@ pub fn run(a: &TrainArgs) -> Res {
     record_run(a, &cfg, &geometry, &volumes, &base_hash)?;
     let sam = train_with_progress(a, &cfg, sam, &geometry, volumes, &device)?;
 
+    // Trained to propagate once any run of its lineage was.
+    let dense_propagation = base_meta.dense_propagation || cfg.sampler.trains_propagation();
     let (name, bytes, n) = match &lora {
         Some(l) => {
             let meta = AdapterMeta {
@@ -355,6 +369,7 @@ pub fn run(a: &TrainArgs) -> Res {
                 lora: l.clone(),
                 labels,
                 slice_gap: Some(cfg.sampler.slice_gap),
+                dense_propagation: Some(dense_propagation),
             };
             (
                 "adapter.safetensors",
@@ -369,6 +384,7 @@ pub fn run(a: &TrainArgs) -> Res {
             let meta = ModelMeta {
                 focus: cfg.sampler.inference_focus(),
                 slice_gap: cfg.sampler.slice_gap,
+                dense_propagation,
             };
             (
                 "model.safetensors",

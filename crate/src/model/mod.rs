@@ -3,7 +3,7 @@
 //! Layers from the bottom: shared layers ([`common`]) and LoRA adapters ([`lora`]); the
 //! three components ([`image_encoder`], [`prompt_encoder`], [`mask_decoder`] with its
 //! [`transformer`]); the whole model ([`sam`]); presets ([`build`]) and the predictor
-//! ([`predictor`], [`transforms`]). Every module is a burn `Module` built from a `Config`
+//! ([`predictor`], [`transforms`], [`mask_grid`]). Every module is a burn `Module` built from a `Config`
 //! and runs on any device (NdArray on the CPU, wgpu natively or WebGPU in a browser).
 //!
 //! Files are [`io`]'s business alone: weights load by the official checkpoint key names
@@ -16,6 +16,7 @@ pub mod image_encoder;
 pub mod io;
 pub mod lora;
 pub mod mask_decoder;
+pub mod mask_grid;
 pub mod predictor;
 pub mod prompt_encoder;
 pub mod sam;

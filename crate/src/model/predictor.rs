@@ -208,7 +208,8 @@ impl<'a> SamPredictor<'a> {
         })
     }
 
-    fn low_res_size(&self) -> usize {
+    /// Side of the low-resolution logits (and of a `mask_input`).
+    pub fn low_res_size(&self) -> usize {
         4 * self.sam.prompt_encoder.image_embedding_size
     }
 }

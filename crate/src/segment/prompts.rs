@@ -16,6 +16,9 @@ pub struct SlicePrompt {
     pub bbox: Option<[f32; 4]>,
     /// Low-resolution logits of an earlier prediction on this slice.
     pub mask_input: Option<Vec<f32>>,
+    /// A binary mask `[rows, cols]` on this slice given as SAM's dense prompt, in place of
+    /// `mask_input`: where the structure lay on the neighbouring slice, when propagating.
+    pub dense: Option<Vec<u8>>,
     /// The structure's kind (`data::labels::kind`), when known.
     pub structure: Option<usize>,
 }
@@ -31,8 +34,20 @@ impl SlicePrompt {
                 && u < cols as f32
                 && v < rows as f32
         };
-        if self.points.is_empty() && self.bbox.is_none() && self.mask_input.is_none() {
+        if self.points.is_empty()
+            && self.bbox.is_none()
+            && self.mask_input.is_none()
+            && self.dense.is_none()
+        {
             return Err(SegmentError::Prompt("give a point, a box or a mask".into()));
+        }
+        if let Some(d) = &self.dense {
+            if d.len() != rows * cols {
+                return Err(SegmentError::Prompt(format!(
+                    "the dense mask has {} pixels, not the slice's {cols}×{rows}",
+                    d.len()
+                )));
+            }
         }
         for [u, v, l] in &self.points {
             if !inside(*u, *v) {

@@ -1,11 +1,14 @@
 //! A whole structure in 3-D from one slice: each neighbour is prompted with the box of the
 //! mask next to it, until the structure ends.
 //!
-//! A box prompt always yields some mask, so the end of a structure has to be recognised:
-//! the mask vanishes, the decoder distrusts it, it grows far beyond the seed or swells a
-//! second time (the next structure), it lies on tissue of another intensity than the
-//! seed's (leaking into the brainstem or the neck), or it is further from the seed than
-//! subcortical structures reach.
+//! A model trained for it (`train --dense-prompt-prob`) also gets the neighbour's mask as
+//! its dense prompt and learnt to return an empty mask, or a low IoU estimate, where the
+//! structure has ended ([`StopRules::trained`]). For other models a box prompt always
+//! yields some mask, so the end has to be recognised by rules: the mask vanishes, the
+//! decoder distrusts it, it grows far beyond the seed or swells a second time (the next
+//! structure), it lies on tissue of another intensity than the seed's (leaking into the
+//! brainstem or the neck), or it is further from the seed than subcortical structures
+//! reach.
 
 use super::{bbox, SegmentError, Session, SliceMask, SlicePrompt};
 use crate::data::slicing;
@@ -34,6 +37,8 @@ pub struct StopRules {
     pub max_extent: f64,
     /// Pixels added on each side of the previous slice's mask box to prompt the next slice.
     pub box_margin: f32,
+    /// Give the previous slice's mask as the dense prompt too (a model trained for it).
+    pub dense_prompt: bool,
 }
 
 impl Default for StopRules {
@@ -51,6 +56,7 @@ impl Default for StopRules {
             // None: a predicted mask is already looser than the structure, and a margin
             // compounds slice by slice (subjects 01–02: Dice 0.572 with 1 px, 0.591 without).
             box_margin: 0.0,
+            dense_prompt: false,
         }
     }
 }
@@ -170,6 +176,33 @@ impl StopRules {
         }
     }
 
+    /// For a model trained to propagate (the neighbour's mask as dense prompt, empty
+    /// targets past a structure's end): the model alone decides where the structure ends,
+    /// by an empty mask or its IoU estimate. Box margin as in its training prompts.
+    pub fn trained() -> Self {
+        Self {
+            min_area: 3,
+            max_growth: f64::INFINITY,
+            max_area_vs_seed: f64::INFINITY,
+            min_iou: 0.5,
+            min_tissue_share: 0.0,
+            max_regrowth: f64::INFINITY,
+            max_extent: f64::INFINITY,
+            box_margin: 1.0,
+            dense_prompt: true,
+        }
+    }
+
+    /// The rules for a model: [`Self::trained`] if it was trained to propagate, else the
+    /// hand-set [`Self::default`].
+    pub fn for_model(trained_to_propagate: bool) -> Self {
+        if trained_to_propagate {
+            Self::trained()
+        } else {
+            Self::default()
+        }
+    }
+
     /// The rules of the first release: no seed-area, intensity, regrowth or extent checks
     /// (for comparison).
     pub fn legacy() -> Self {
@@ -283,6 +316,7 @@ impl Session {
                 ];
                 let prompt = SlicePrompt {
                     bbox: Some(b),
+                    dense: rules.dense_prompt.then(|| prev.data.clone()),
                     structure,
                     ..Default::default()
                 };

@@ -9,6 +9,7 @@ use super::cache::{CacheKey, EmbeddingCache};
 use super::{Focus, SegmentError, SlicePrompt};
 use crate::data::slicing::{self, Normalizer, Plane};
 use crate::data::{LabelVolume, Orientation, Volume};
+use crate::model::mask_grid::dense_prompt;
 use crate::model::predictor::{PredictError, Prediction, Prompt, SamPredictor};
 use crate::model::sam::MASK_THRESHOLD;
 use crate::model::transforms::postprocess_masks;
@@ -213,6 +214,11 @@ impl Session {
                 ]
             }),
             mask_input: None,
+            dense: prompt.dense.as_ref().map(|d| {
+                (r0..r0 + side)
+                    .flat_map(|r| d[r * cols + c0..][..side].iter().copied())
+                    .collect()
+            }),
             structure: prompt.structure,
         };
         let (mut logits, mut iou, input) = self
@@ -231,6 +237,11 @@ impl Session {
                     .bbox
                     .map(|[u0, v0, u1, v1]| [last - u1, v0, last - u0, v1]),
                 mask_input: None,
+                dense: local.dense.as_ref().map(|d| {
+                    d.chunks_exact(side)
+                        .flat_map(|row| row.iter().rev().copied())
+                        .collect()
+                }),
                 structure: local.structure,
             };
             let (m, m_iou, _) = self
@@ -310,6 +321,9 @@ impl Session {
             .ok_or_else(|| SegmentError::Prompt("slice not encoded".into()))?;
         let mut predictor = SamPredictor::new(sam, self.device.clone());
         predictor.set_embedding(e.embedding.clone(), e.original, e.input);
+        let (rows, cols) = e.original;
+        let dense =
+            |d: &Vec<u8>| dense_prompt(d, rows, cols, sam.img_size(), predictor.low_res_size());
         let p = Prompt {
             points: prompt
                 .points
@@ -317,7 +331,10 @@ impl Session {
                 .map(|[u, v, l]| ([*u, *v], *l))
                 .collect(),
             bbox: prompt.bbox,
-            mask_input: prompt.mask_input.clone(),
+            mask_input: prompt
+                .mask_input
+                .clone()
+                .or_else(|| prompt.dense.as_ref().map(dense)),
             multimask: false,
             structure: prompt.structure,
         };

@@ -179,6 +179,92 @@ fn a_focused_prediction_on_a_window_of_the_whole_slice_is_the_plain_prediction()
     }
 }
 
+/// A dense prompt reaches the decoder as the mask input of its mask on the slice, in the
+/// frame of a whole-slice window too, and mirrored with the window when flip-averaging.
+#[test]
+fn a_dense_prompt_is_the_mask_input_of_its_mask_in_every_frame() {
+    let device = crate::backend::cpu();
+    let sam = tiny_sam(&device);
+    let n = 12;
+    let mut eye = [[0.0; 4]; 4];
+    (0..4).for_each(|i| eye[i][i] = 1.0);
+    let at = |x: usize, y: usize, z: usize| ((x * 37 + y * 11 + z * 5) % 101) as f32;
+    let image = |mirror: bool| {
+        let data = (0..n * n * 3)
+            .map(|i| {
+                let (x, y, z) = (i % n, (i / n) % n, i / (n * n));
+                at(if mirror { n - 1 - x } else { x }, y, z)
+            })
+            .collect();
+        Volume::new([n, n, 3], data, eye).unwrap()
+    };
+    // An L-shaped mask, not mirror-symmetric.
+    let dense: Vec<u8> = (0..n * n)
+        .map(|i| {
+            u8::from(
+                (2..9).contains(&(i / n)) && (2..5).contains(&(i % n)) || i / n == 8 && i % n < 9,
+            )
+        })
+        .collect();
+    let boxed = SlicePrompt {
+        bbox: Some([1.0, 1.0, 9.0, 9.0]),
+        ..Default::default()
+    };
+    let with_dense = SlicePrompt {
+        dense: Some(dense.clone()),
+        ..boxed.clone()
+    };
+    let with_logits = SlicePrompt {
+        mask_input: Some(crate::model::mask_grid::dense_prompt(&dense, n, n, 32, 16)),
+        ..boxed.clone()
+    };
+    let mut plain = Session::new(&image(false), device.clone()).unwrap();
+    let a = pollster::block_on(plain.predict(&sam, 2, 1, &with_dense)).unwrap();
+    let b = pollster::block_on(plain.predict(&sam, 2, 1, &with_logits)).unwrap();
+    let none = pollster::block_on(plain.predict(&sam, 2, 1, &boxed)).unwrap();
+    assert_eq!(a.low_res_logits, b.low_res_logits);
+    assert_ne!(
+        a.low_res_logits, none.low_res_logits,
+        "the dense prompt is used"
+    );
+    // Focused on a window that is the whole slice: the same mask.
+    let whole = Focus {
+        context: 100.0,
+        min_side: n,
+    };
+    let mut focused = Session::new(&image(false), device.clone()).unwrap();
+    focused.set_focus(Some(whole));
+    let c = pollster::block_on(focused.predict(&sam, 2, 1, &with_dense)).unwrap();
+    assert_eq!(a.data, c.data);
+    // Flip-averaged: the mirrored image with the mirrored prompts gives the mirrored mask.
+    let mirror = |m: &[u8]| -> Vec<u8> {
+        m.chunks_exact(n)
+            .flat_map(|row| row.iter().rev().copied())
+            .collect()
+    };
+    let last = (n - 1) as f32;
+    let mirrored = SlicePrompt {
+        bbox: Some([last - 9.0, 1.0, last - 1.0, 9.0]),
+        dense: Some(mirror(&dense)),
+        ..Default::default()
+    };
+    let averaged = |vol: &Volume<f32>, p: &SlicePrompt| {
+        let mut s = Session::new(vol, device.clone()).unwrap();
+        s.set_focus(Some(whole));
+        s.set_flip_average(true);
+        pollster::block_on(s.predict(&sam, 2, 1, p)).unwrap()
+    };
+    let d = averaged(&image(false), &with_dense);
+    let e = averaged(&image(true), &mirrored);
+    assert_eq!(d.data, mirror(&e.data));
+    // A dense mask of the wrong size is refused.
+    let bad = SlicePrompt {
+        dense: Some(vec![1; 5]),
+        ..boxed
+    };
+    assert!(pollster::block_on(plain.predict(&sam, 2, 1, &bad)).is_err());
+}
+
 #[test]
 fn prompts_outside_the_slice_are_errors_not_panics() {
     let device = crate::backend::cpu();

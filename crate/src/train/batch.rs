@@ -5,6 +5,7 @@ use burn::prelude::*;
 
 use super::sampler::{low_res_target, SliceSample};
 use crate::data::labels::kind;
+use crate::model::mask_grid::dense_prompt;
 use crate::model::predictor::{preprocess_image, PredictError};
 use crate::model::transforms::ResizeLongestSide;
 
@@ -17,6 +18,8 @@ pub struct SliceBatch {
     pub boxes: Option<Tensor<2>>,
     pub points: Option<(Tensor<3>, Tensor<2>)>,
     pub targets: Tensor<4>,
+    /// Dense prompts `[K, 1, L, L]` (logits), when the prompts carry a neighbour's mask.
+    pub mask_input: Option<Tensor<4>>,
     /// A second, corrective round (as SAM was trained): one more point from the first
     /// prediction's error region, with its logits as mask input. The seed draws the point.
     pub correction: Option<u64>,
@@ -45,6 +48,14 @@ pub fn to_batch(
         targets.extend(low_res_target(mask, rows, cols, s, l));
     }
     let targets = Tensor::<4>::from_data(TensorData::new(targets, [k, 1, l, l]), device);
+    let mask_input = (!sample.dense.is_empty() && sample.dense.len() == k).then(|| {
+        let flat: Vec<f32> = sample
+            .dense
+            .iter()
+            .flat_map(|d| dense_prompt(d, rows, cols, s, l))
+            .collect();
+        Tensor::<4>::from_data(TensorData::new(flat, [k, 1, l, l]), device)
+    });
     let boxes = (!sample.boxes.is_empty()).then(|| {
         let flat: Vec<f32> = sample
             .boxes
@@ -85,6 +96,7 @@ pub fn to_batch(
         boxes,
         points,
         targets,
+        mask_input,
         correction,
         structures,
     })
@@ -113,6 +125,7 @@ mod tests {
             targets: vec![(3, mask(2)), (14, mask(20))],
             boxes: vec![[2.0, 6.0, 5.0, 19.0], [20.0, 6.0, 23.0, 19.0]],
             points: Vec::new(),
+            dense: Vec::new(),
         };
         let device = crate::backend::cpu();
         let kinds = |b: SliceBatch| {

@@ -21,13 +21,16 @@ pub(super) fn slices_loss(
     batches: &[SliceBatch],
     w: LossWeights,
 ) -> Option<(Tensor<1>, Tensor<1>)> {
-    let mut groups: BTreeMap<(Option<usize>, bool, bool), Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Option<usize>, bool, bool, bool), Vec<usize>> = BTreeMap::new();
     for (i, b) in batches.iter().enumerate() {
         let points = b.points.as_ref().map(|(c, _)| c.dims()[1]);
-        groups
-            .entry((points, b.boxes.is_some(), b.structures.is_some()))
-            .or_default()
-            .push(i);
+        let kind = (
+            points,
+            b.boxes.is_some(),
+            b.structures.is_some(),
+            b.mask_input.is_some(),
+        );
+        groups.entry(kind).or_default().push(i);
     }
     let mut sums: Option<(Tensor<1>, Tensor<1>)> = None;
     for slices in groups.values() {
@@ -46,6 +49,7 @@ struct PromptGroup {
     points: Option<(Tensor<3>, Tensor<2>)>,
     boxes: Option<Tensor<2>>,
     structures: Option<Tensor<1, Int>>,
+    mask_input: Option<Tensor<4>>,
     targets: Tensor<4>,
 }
 
@@ -93,11 +97,22 @@ impl PromptGroup {
             )),
             None => None,
         };
+        let mask_input = match batches.first()?.mask_input {
+            Some(_) => Some(Tensor::cat(
+                batches
+                    .iter()
+                    .map(|b| b.mask_input.clone())
+                    .collect::<Option<Vec<_>>>()?,
+                0,
+            )),
+            None => None,
+        };
         Some(PromptGroup {
             embeddings: embeddings.clone().select(0, index),
             points,
             boxes,
             structures,
+            mask_input,
             targets: Tensor::cat(batches.iter().map(|b| b.targets.clone()).collect(), 0),
         })
     }
@@ -114,6 +129,7 @@ impl PromptGroup {
                 .map(|(c, l)| (c.select(0, i.clone()), l.select(0, i.clone()))),
             boxes: self.boxes.clone().map(|b| b.select(0, i.clone())),
             structures: self.structures.clone().map(|s| s.select(0, i.clone())),
+            mask_input: self.mask_input.clone().map(|m| m.select(0, i.clone())),
             targets: self.targets.clone().select(0, i),
         }
     }
@@ -149,7 +165,7 @@ fn group_loss(
     let device = embeddings.device();
     let members: Vec<&SliceBatch> = slices.iter().filter_map(|s| batches.get(*s)).collect();
     let prompts = PromptGroup::gather(embeddings, &members, slices)?;
-    let (total, mask, logits) = prompts.round(sam, None, w);
+    let (total, mask, logits) = prompts.round(sam, prompts.mask_input.clone(), w);
 
     // The corrective round of the slices that have one: a point from each prompt's error
     // region (one readback for the group), the first round's logits as mask input.

@@ -6,6 +6,7 @@ mod augment;
 use crate::data::rng::Rng;
 use crate::data::slicing::{self, Normalizer, Plane};
 use crate::data::{LabelVolume, Volume};
+pub use crate::model::mask_grid::low_res_mask as low_res_target;
 use crate::segment::{bbox, interior_point, Focus, SlicePrompt};
 use augment::{augment, crop};
 
@@ -31,6 +32,12 @@ pub struct SamplerConfig {
     /// structure ends, which teaches the model that a box alone is not a structure.
     #[serde(default)]
     pub neighbour_prob: f64,
+    /// Share of those neighbour prompts that also give the structure's mask on the source
+    /// slice as SAM's dense prompt (one pixel grown or shrunk at random, as a predicted mask
+    /// errs): how a model trained for it propagates, learning to return nothing where the
+    /// structure has ended.
+    #[serde(default)]
+    pub dense_prompt_prob: f64,
     /// Share of slices cut to a window around their first prompt (as `Session` does for a
     /// focused model), the window drawn as [`Focus`] with a context and minimum side
     /// uniform in these ranges.
@@ -65,6 +72,11 @@ pub const FRAGMENT_TRIES: usize = 16;
 pub const FRAGMENT_SPREAD: f64 = 1.5;
 
 impl SamplerConfig {
+    /// Whether these samples teach propagation with dense prompts.
+    pub fn trains_propagation(&self) -> bool {
+        self.neighbour_prob > 0.0 && self.dense_prompt_prob > 0.0
+    }
+
     /// The focus a model trained with these samples should be used with: the centre of the
     /// drawn ranges when most samples were focused, else None (whole slices).
     pub fn inference_focus(&self) -> Option<Focus> {
@@ -98,6 +110,7 @@ impl Default for SamplerConfig {
             crop_prob: 0.3,
             flip_prob: 0.5,
             neighbour_prob: 0.2,
+            dense_prompt_prob: 0.0,
             focus_prob: 0.0,
             focus_context: default_focus_context(),
             focus_min_side: default_focus_min_side(),
@@ -120,6 +133,9 @@ pub struct SliceSample {
     pub boxes: Vec<[f32; 4]>,
     /// Per structure: points `[u, v, 1 | 0]`, the same count for every structure.
     pub points: Vec<Vec<[f32; 3]>>,
+    /// Per structure: its mask on the prompt's source slice `[rows, cols]`, SAM's dense
+    /// prompt (only for dense propagation prompts).
+    pub dense: Vec<Vec<u8>>,
 }
 
 /// Draws one slice through at least one of `labels_of_interest` and prompts up to
@@ -171,6 +187,7 @@ pub fn sample_slice(
         index = n.filter(|n| *n < labels.dims[axis]).unwrap_or(source_index);
     }
     let neighbour = index != source_index;
+    let dense = neighbour && cfg.dense_prompt_prob > 0.0 && rng.uniform() < cfg.dense_prompt_prob;
     let img = slicing::slab(image, axis, index, cfg.slice_gap).ok()?;
     let mut image = Plane {
         rows: img.rows,
@@ -209,6 +226,7 @@ pub fn sample_slice(
         targets: Vec::new(),
         boxes: Vec::new(),
         points: Vec::new(),
+        dense: Vec::new(),
     };
     for l in present {
         let mask: Vec<u8> = lab.data.iter().map(|v| u8::from(*v == l)).collect();
@@ -227,6 +245,9 @@ pub fn sample_slice(
                 (u1 + 1).min(cols - 1) as f32,
                 (v1 + 1).min(rows - 1) as f32,
             ]);
+            if dense {
+                sample.dense.push(perturb(&src, rows, cols, rng));
+            }
         } else {
             let b = bbox(&mask, rows, cols)?;
             sample
@@ -337,8 +358,7 @@ fn focus(s: SliceSample, cfg: &SamplerConfig, rng: &mut Rng) -> Option<SliceSamp
     let first = SlicePrompt {
         points: s.points.first().map(real).unwrap_or_default(),
         bbox: s.boxes.first().copied(),
-        mask_input: None,
-        structure: None,
+        ..Default::default()
     };
     let (rows, cols) = (s.image.rows, s.image.cols);
     let [r0, c0, side] = f.window(&first, rows, cols).ok()?;
@@ -358,9 +378,18 @@ fn focus(s: SliceSample, cfg: &SamplerConfig, rng: &mut Rng) -> Option<SliceSamp
         targets: Vec::new(),
         boxes: Vec::new(),
         points: Vec::new(),
+        dense: Vec::new(),
     };
     for (k, (l, mask)) in s.targets.into_iter().enumerate() {
         let b = s.boxes.get(k).copied();
+        let dense = s.dense.get(k).map(|d| {
+            let plane = Plane {
+                rows,
+                cols,
+                data: d.clone(),
+            };
+            crop(&plane, r0, c0, side, side).data
+        });
         let pts = s.points.get(k).cloned();
         let plane = Plane {
             rows,
@@ -392,9 +421,44 @@ fn focus(s: SliceSample, cfg: &SamplerConfig, rng: &mut Rng) -> Option<SliceSamp
         if let Some(p) = pts {
             out.points.push(p.into_iter().map(shift).collect());
         }
+        out.dense.extend(dense);
         out.targets.push((l, cut.data));
     }
     Some(out)
+}
+
+/// A source mask as a prediction might have it: a third of the time one pixel grown
+/// (4-neighbours), a third shrunk (unless that empties it), else as it is.
+fn perturb(mask: &[u8], rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+    let grow = match rng.below(3) {
+        0 => true,
+        1 => false,
+        _ => return mask.to_vec(),
+    };
+    let at = |r: isize, c: isize| -> u8 {
+        if r < 0 || c < 0 || r >= rows as isize || c >= cols as isize {
+            0
+        } else {
+            mask[r as usize * cols + c as usize]
+        }
+    };
+    let out: Vec<u8> = (0..rows * cols)
+        .map(|i| {
+            let (r, c) = ((i / cols) as isize, (i % cols) as isize);
+            let near =
+                [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)].map(|(dr, dc)| at(r + dr, c + dc));
+            u8::from(if grow {
+                near.iter().any(|m| *m != 0)
+            } else {
+                near.iter().all(|m| *m != 0)
+            })
+        })
+        .collect();
+    if out.iter().any(|m| *m != 0) {
+        out
+    } else {
+        mask.to_vec()
+    }
 }
 
 /// SAM's box noise: each side moves by N(0, jitter · side), at most 20 px; stays inside.
@@ -445,32 +509,6 @@ fn sample_points(
         }
     }
     pts
-}
-
-/// Mask `[rows, cols]` → soft target on the decoder's `l × l` logit grid, which covers the
-/// resized-and-padded model input of side `s` (the slice scaled by `s / max(rows, cols)`).
-pub fn low_res_target(mask: &[u8], rows: usize, cols: usize, s: usize, l: usize) -> Vec<f32> {
-    let scale = s as f64 / rows.max(cols) as f64;
-    let cell = s as f64 / l as f64; // input pixels per logit
-    const SUB: usize = 4;
-    let mut out = vec![0.0f32; l * l];
-    for gy in 0..l {
-        for gx in 0..l {
-            let mut hit = 0;
-            for sy in 0..SUB {
-                for sx in 0..SUB {
-                    let y = (gy as f64 + (sy as f64 + 0.5) / SUB as f64) * cell / scale;
-                    let x = (gx as f64 + (sx as f64 + 0.5) / SUB as f64) * cell / scale;
-                    let (r, c) = (y as usize, x as usize);
-                    if r < rows && c < cols && mask[r * cols + c] != 0 {
-                        hit += 1;
-                    }
-                }
-            }
-            out[gy * l + gx] = hit as f32 / (SUB * SUB) as f32;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

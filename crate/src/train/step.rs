@@ -47,7 +47,7 @@ fn decode_loss(
             mask.clone() + loss::iou_mse(logits.clone(), iou, batch.targets.clone()) * w.iou;
         (total, mask, logits)
     };
-    let (total, mask, logits) = round(batch.points.clone(), None);
+    let (total, mask, logits) = round(batch.points.clone(), batch.mask_input.clone());
     let Some(seed) = batch.correction else {
         return (total, mask);
     };

@@ -30,6 +30,7 @@ fn setup() -> (Sam, SliceBatch, Device) {
         )),
         points: None,
         targets: Tensor::from_data(TensorData::new(target, [1, 1, 16, 16]), &device),
+        mask_input: None,
         correction: Some(9),
         structures: None,
     };
@@ -117,6 +118,7 @@ fn a_step_over_several_slices_equals_accumulated_single_slice_gradients() {
             ),
         )),
         targets: Tensor::random([2, 1, 16, 16], Distribution::Bernoulli(0.3), &device),
+        mask_input: None,
         correction: None,
         structures: None,
     };
@@ -134,6 +136,7 @@ fn a_step_over_several_slices_equals_accumulated_single_slice_gradients() {
             Tensor::from_data(TensorData::new(vec![1.0f32, 1.0], [1, 2]), &device),
         )),
         targets: Tensor::random([1, 1, 16, 16], Distribution::Bernoulli(0.4), &device),
+        mask_input: None,
         correction: Some(5),
         structures: None,
     };
@@ -148,6 +151,7 @@ fn a_step_over_several_slices_equals_accumulated_single_slice_gradients() {
         )),
         points: None,
         targets: Tensor::random([2, 1, 16, 16], Distribution::Bernoulli(0.2), &device),
+        mask_input: None,
         correction: None,
         structures: None,
     };
@@ -162,7 +166,19 @@ fn a_step_over_several_slices_equals_accumulated_single_slice_gradients() {
         )),
         ..fourth.clone()
     };
-    let batches = [first, second, third, fourth, fifth];
+    // Boxes with dense prompts (propagation), corrected: a fourth group, whose corrective
+    // round replaces the dense prompt by the first round's logits.
+    let sixth = SliceBatch {
+        images: Tensor::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device),
+        mask_input: Some(Tensor::random(
+            [2, 1, 16, 16],
+            Distribution::Normal(0.0, 8.0),
+            &device,
+        )),
+        correction: Some(13),
+        ..fourth.clone()
+    };
+    let batches = [first, second, third, fourth, fifth, sixth];
     let w = LossWeights::default();
     let mut optim = SgdConfig::new().init();
     let (batched, _) = step(sam.clone(), &mut optim, &batches, 0.1, w);
@@ -286,6 +302,7 @@ mod wgpu {
                     TensorData::new(target.clone(), [1, 1, 32, 32]),
                     &device,
                 ),
+                mask_input: None,
                 correction: None,
                 structures: None,
             };

@@ -20,7 +20,7 @@ use crate::data::Volume;
 use crate::data::{read_image, read_labels};
 use crate::model::io::{self, LoadedModel};
 use crate::model::Sam;
-use crate::segment::{Focus, Propagation, Session, SliceMask, SlicePrompt};
+use crate::segment::{Focus, Propagation, Session, SliceMask, SlicePrompt, StopRules};
 
 struct Model {
     sam: Sam,
@@ -28,6 +28,8 @@ struct Model {
     focus: Option<Focus>,
     /// Input channels: slices k − gap, k, k + gap (checkpoint metadata).
     slice_gap: usize,
+    /// How "whole structure" propagates: trained, or by the hand-set rules.
+    rules: StopRules,
 }
 
 #[derive(Default)]
@@ -108,16 +110,19 @@ impl Engine {
             s.clear_cache();
         }
         let (focus, slice_gap) = (model_meta.focus, model_meta.slice_gap);
+        let dense_propagation = model_meta.dense_propagation;
         st.model = Some(Model {
             sam,
             focus,
             slice_gap,
+            rules: StopRules::for_model(dense_propagation),
         });
         let attention_bytes = largest_attention_bytes(&geometry);
         to_js(&ModelInfo {
             geometry,
             focus,
             slice_gap,
+            dense_propagation,
             attention_bytes,
             parameters,
             adapter: adapter_info,
@@ -252,6 +257,7 @@ impl Engine {
         let r = propagate(
             &mut session,
             &model.sam,
+            &model.rules,
             axis,
             index,
             (seed, named),
@@ -504,6 +510,7 @@ async fn warm_up(sam: &Sam, device: &Device) -> Result<(Vec<f64>, Vec<f64>), JsE
 async fn propagate(
     session: &mut Session,
     sam: &Sam,
+    rules: &StopRules,
     axis: usize,
     index: usize,
     (seed, structure): (Vec<u8>, Option<usize>),
@@ -529,15 +536,7 @@ async fn propagate(
         let _ = progress.call2(&JsValue::NULL, &done.into(), &total.into());
     };
     session
-        .propagate(
-            sam,
-            axis,
-            index,
-            &seed,
-            structure,
-            &crate::segment::StopRules::default(),
-            &mut report,
-        )
+        .propagate(sam, axis, index, &seed, structure, rules, &mut report)
         .await
         .map_err(|e| err("3D", e))
 }

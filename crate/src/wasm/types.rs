@@ -41,6 +41,8 @@ pub struct ModelInfo {
     pub focus: Option<Focus>,
     /// Input channels: slices k − gap, k, k + gap (0: three copies of k).
     pub slice_gap: usize,
+    /// Trained to propagate a structure (neighbour's mask as dense prompt).
+    pub dense_propagation: bool,
     /// The encoder's largest attention-score buffer, against WebGPU's binding limit.
     pub attention_bytes: u64,
     pub parameters: usize,
@@ -152,6 +154,7 @@ export interface ModelInfo {
   geometry: Geometry;
   focus: Focus | null;
   slice_gap: number;
+  dense_propagation: boolean;
   attention_bytes: number;
   parameters: number;
   adapter: AdapterInfo | null;
@@ -224,6 +227,7 @@ mod tests {
             lora: LoraConfig::new(),
             labels: vec![1, 2],
             slice_gap: None,
+            dense_propagation: None,
         };
         let end = End {
             last: 7,
@@ -241,6 +245,7 @@ mod tests {
                     geometry: geometry.clone(),
                     focus,
                     slice_gap: 2,
+                    dense_propagation: true,
                     attention_bytes: 1,
                     parameters: 2,
                     adapter: Some(AdapterInfo::from(&meta)),
@@ -250,6 +255,7 @@ mod tests {
                     "geometry",
                     "focus",
                     "slice_gap",
+                    "dense_propagation",
                     "attention_bytes",
                     "parameters",
                     "adapter",

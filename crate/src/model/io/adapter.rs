@@ -27,6 +27,9 @@ pub struct AdapterMeta {
     /// The slice gap of the input it was trained on (see `ModelMeta`); None: the base's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice_gap: Option<usize>,
+    /// Trained to propagate with dense prompts (see `ModelMeta`); None: as the base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense_propagation: Option<bool>,
 }
 
 fn is_lora_key(k: &str) -> bool {
@@ -157,6 +160,7 @@ mod tests {
             lora: lora.clone(),
             labels: vec![1, 2],
             slice_gap: Some(1),
+            dense_propagation: Some(true),
         };
         let bytes = pollster::block_on(adapter_bytes(&trained, &meta)).unwrap();
         assert_eq!(adapter_meta(&bytes).unwrap(), meta);

@@ -13,6 +13,10 @@ pub const GEOMETRY_KEY: &str = "geometry";
 pub const FOCUS_KEY: &str = "brainsam.focus";
 /// Model files: the slice gap of the model's 2.5-D input (absent: 0, three copies of a slice).
 pub const SLICE_GAP_KEY: &str = "brainsam.slice_gap";
+/// Model files: "dense" when the model was trained to propagate a structure through the
+/// volume with the neighbouring slice's mask as its dense prompt (absent: not).
+pub const PROPAGATION_KEY: &str = "brainsam.propagation";
+pub const DENSE_PROPAGATION: &str = "dense";
 /// Adapter files: their metadata, as JSON.
 pub const ADAPTER_KEY: &str = "brainsam_adapter";
 

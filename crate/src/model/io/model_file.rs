@@ -6,7 +6,9 @@
 //! - `format` = "segment-anything" and `geometry` = the [`Geometry`] as JSON, informative
 //!   (the geometry is read off the tensor shapes);
 //! - `brainsam.focus` = the [`Focus`] the model was trained for, as JSON;
-//! - `brainsam.slice_gap` = d of its input channels, slices k − d, k, k + d (absent: 0).
+//! - `brainsam.slice_gap` = d of its input channels, slices k − d, k, k + d (absent: 0);
+//! - `brainsam.propagation` = "dense" when trained to propagate with the neighbouring
+//!   slice's mask as dense prompt (absent: not).
 //!
 //! An adapter file's key is `brainsam_adapter` = its [`AdapterMeta`], as JSON. A new key (input
 //! channels, say) is a constant in `header` and a field of [`ModelMeta`], parsed in
@@ -20,7 +22,10 @@ use burn::prelude::Device;
 
 use super::adapter::{apply_adapter, AdapterMeta};
 use super::checkpoint::{load_checkpoint, state_dict};
-use super::header::{header_of, FOCUS_KEY, FORMAT, FORMAT_KEY, GEOMETRY_KEY, SLICE_GAP_KEY};
+use super::header::{
+    header_of, DENSE_PROPAGATION, FOCUS_KEY, FORMAT, FORMAT_KEY, GEOMETRY_KEY, PROPAGATION_KEY,
+    SLICE_GAP_KEY,
+};
 use crate::model::build::Geometry;
 use crate::model::sam::Sam;
 use crate::weights::{write_safetensors, StateDict, WeightsError};
@@ -51,6 +56,9 @@ pub struct ModelMeta {
     /// Input channels are slices k − gap, k, k + gap; 0 (Meta's checkpoints, older models):
     /// three copies of slice k.
     pub slice_gap: usize,
+    /// Trained to propagate: the neighbouring slice's mask as dense prompt, empty targets
+    /// past a structure's end (`segment::StopRules::trained`).
+    pub dense_propagation: bool,
 }
 
 impl ModelMeta {
@@ -71,7 +79,13 @@ impl ModelMeta {
             .get(SLICE_GAP_KEY)
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(0);
-        Self { focus, slice_gap }
+        let dense_propagation =
+            header.get(PROPAGATION_KEY).map(|v| v.trim()) == Some(DENSE_PROPAGATION);
+        Self {
+            focus,
+            slice_gap,
+            dense_propagation,
+        }
     }
 
     /// The header entries of a model file of `geometry` with this metadata.
@@ -85,6 +99,9 @@ impl ModelMeta {
         }
         if self.slice_gap > 0 {
             h.insert(SLICE_GAP_KEY.to_string(), self.slice_gap.to_string());
+        }
+        if self.dense_propagation {
+            h.insert(PROPAGATION_KEY.to_string(), DENSE_PROPAGATION.to_string());
         }
         Ok(h)
     }
@@ -141,6 +158,9 @@ pub fn load_model(
     let mut meta = ModelMeta::read(weights);
     if let Some(gap) = adapter.as_ref().and_then(|a| a.slice_gap) {
         meta.slice_gap = gap; // an adapter is trained for its own input
+    }
+    if let Some(d) = adapter.as_ref().and_then(|a| a.dense_propagation) {
+        meta.dense_propagation = d;
     }
     Ok(LoadedModel {
         sam,
@@ -239,6 +259,7 @@ mod tests {
         let meta = ModelMeta {
             focus: Some(focus()),
             slice_gap: 3,
+            dense_propagation: true,
         };
         let bytes = pollster::block_on(model_bytes(&sam, &g, &meta, false)).unwrap();
         let header = header_of(&bytes).unwrap();
@@ -253,6 +274,10 @@ mod tests {
         assert_eq!(
             header.get("brainsam.slice_gap").map(String::as_str),
             Some("3")
+        );
+        assert_eq!(
+            header.get("brainsam.propagation").map(String::as_str),
+            Some("dense")
         );
         let loaded = load_model(&bytes, None, &device).unwrap();
         assert_eq!(loaded.meta, meta);
@@ -327,6 +352,7 @@ mod tests {
             lora,
             labels: vec![10],
             slice_gap: Some(2),
+            dense_propagation: Some(true),
         };
         let adapter = pollster::block_on(adapter_bytes(&trained, &adapter_meta)).unwrap();
         let weights =
@@ -338,6 +364,7 @@ mod tests {
             loaded.meta.slice_gap, 2,
             "the adapter's input, not the base's"
         );
+        assert!(loaded.meta.dense_propagation, "the adapter's propagation");
         assert!(
             !loaded.sam.image_encoder.has_lora(),
             "adapter left unmerged"

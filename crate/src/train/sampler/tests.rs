@@ -71,6 +71,72 @@ fn neighbour_boxes_come_from_the_structure_and_targets_may_be_empty_where_it_end
     assert!(empty > 0 && full > 0, "{empty} empty, {full} full");
 }
 
+#[test]
+fn dense_prompts_are_the_source_mask_within_a_pixel_and_follow_the_window() {
+    // 6×6 voxels on axial slices 6 and 7 of a 128 × 128 × 16 volume (large enough for
+    // windows smaller than the slice).
+    let (n, nz) = (128, 16);
+    let mut lab = vec![0i32; n * n * nz];
+    for z in 6..=7 {
+        for y in 40..=45 {
+            for x in 40..=45 {
+                lab[(z * n + y) * n + x] = 5;
+            }
+        }
+    }
+    let mut eye = [[0.0; 4]; 4];
+    (0..4).for_each(|i| eye[i][i] = 1.0);
+    let dims = [n, n, nz];
+    let image = Volume::new(dims, lab.iter().map(|l| *l as f32).collect(), eye).unwrap();
+    let labels = Volume::new(dims, lab, eye).unwrap();
+    let norm = Normalizer::robust(&image).unwrap();
+    let plain = SamplerConfig {
+        axes: vec![2],
+        crop_prob: 0.0,
+        flip_prob: 0.0,
+        neighbour_prob: 1.0,
+        ..SamplerConfig::default()
+    };
+    let mut rng = Rng::new(3);
+    let s = sample_slice(&image, &norm, &labels, &[5], &plain, false, &mut rng).unwrap();
+    assert!(s.dense.is_empty(), "no dense prompts unless asked");
+    let (mut shapes, mut focused) = (std::collections::BTreeSet::new(), 0);
+    for focus_prob in [0.0, 1.0] {
+        let cfg = SamplerConfig {
+            dense_prompt_prob: 1.0,
+            focus_prob,
+            ..plain.clone()
+        };
+        for _ in 0..30 {
+            let s = sample_slice(&image, &norm, &labels, &[5], &cfg, false, &mut rng).unwrap();
+            let (rows, cols) = (s.image.rows, s.image.cols);
+            assert_eq!(s.dense.len(), s.targets.len());
+            assert_eq!(s.dense[0].len(), rows * cols);
+            focused += usize::from(rows < n);
+            // The box is the source mask's plus 1 px (inside the window); the dense mask is
+            // that mask itself, grown or shrunk by at most one pixel, in the same frame.
+            let [u0, v0, u1, v1] = s.boxes[0].map(|v| v as isize);
+            let d = bbox(&s.dense[0], rows, cols).expect("a dense prompt is never empty");
+            let inset = [
+                d[0] as isize - u0,
+                d[1] as isize - v0,
+                u1 - d[2] as isize,
+                v1 - d[3] as isize,
+            ];
+            assert!(
+                inset.iter().all(|i| (0..=2).contains(i)) && inset.iter().all(|i| *i == inset[0]),
+                "dense box {d:?} against prompt box {:?}",
+                s.boxes[0]
+            );
+            let area = s.dense[0].iter().filter(|m| **m != 0).count();
+            shapes.insert(area);
+        }
+    }
+    assert!(focused > 0, "some samples were cut to a window");
+    // As it is (36 px), grown by its 4-neighbours (36 + 4 sides × 6 = 60), shrunk (16).
+    assert_eq!(shapes, [16, 36, 60].into_iter().collect());
+}
+
 /// Boxes of structures 5 (6 × 10 px) and 6 far apart in a 64-wide axial plane; the
 /// image holds the label values, so a misaligned cut shows as a mismatch.
 fn two_structures() -> (Volume<f32>, LabelVolume, Normalizer) {

@@ -435,7 +435,7 @@ fn slice_prompt(
         bbox,
         // A focused model's predictions carry no logits: nothing to refine from.
         mask_input: mask_input.filter(|m| !m.is_empty()),
-        structure: None,
+        ..Default::default()
     })
 }
 
@@ -495,6 +495,7 @@ async fn warm_up(sam: &Sam, device: &Device) -> Result<(Vec<f64>, Vec<f64>), JsE
             bbox,
             mask_input: if i == last { logits.take() } else { None },
             structure,
+            ..Default::default()
         };
         let t = now_ms();
         let m = s

@@ -21,7 +21,6 @@ lane_a() {
 }
 lane_b() {
   one "$B" subject_01,subject_02 propagate "$HERE/selection/t1_propagate_s15b.txt"
-  one "$B" subject_01,subject_02 propagate "$HERE/selection/t1_propagate_s15b_iou0.3.txt" trained,min_iou=0.3
   for p in propagate propagate-click box; do one "$B" "$HELD" "$p" "$HERE/eval/t1_${p}_s15b.txt"; done
 }
 lane_a & lane_b & wait

@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(a.axis, Axis::Sagittal);
         assert_eq!(a.backend, Backend::Cpu);
         assert_eq!(a.labels.0, [3, 4]);
-        assert_eq!(a.stop_rules.max_extent, 0.8);
+        assert_eq!(a.stop_rules.map(|r| r.max_extent), Some(0.8));
         let Command::Train(t) = parse(&[
             "train",
             "--out",

@@ -5,6 +5,8 @@
 import { EngineClient } from './client.js';
 import { Viewer } from './viewer.js';
 import { dice, readSlice, writeSlice, replaceLabel, countLabel, downloadBytes, volumesCsv, colourTable, fmtMs, fmtBytes } from './util.js';
+import { paintLine, fillEnclosed } from './edit.js';
+import { saveImage, saveWork, loadSession, clearSession } from './store.js';
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -26,12 +28,18 @@ const state = {
   backend: null, model: null, volume: null, gray: null, labels: null, reference: null,
   structures: [], current: 1, prompt: null, history: [], chain: Promise.resolve(),
   encodeMs: [], encodedAhead: [], decodeMs: [], lastDice: null, lastMask: null, memory: null, focusKey: '',
+  // Autosave: the open file's bytes and key, whether they are stored, edits not exported yet.
+  imageBytes: null, imageKey: '', imageStored: false, dirty: false, autosave: false, savedAt: 0, changedAt: 0, stroke: null,
 };
 const engine = new EngineClient();
 const viewer = new Viewer(Array.from(document.querySelectorAll('.view')), {
   onPoint: (axis, index, u, v, positive) => edit(() => addPoint(axis, index, u, v, positive)),
   onBox: (axis, index, box) => edit(() => setBox(axis, index, box)),
   onSlice: (axis, index) => focus(axis, index),
+  onPaintStart: (axis, index, p) => paintStart(axis, index, p),
+  onPaint: (axis, index, from, to) => paintStroke(from, to),
+  onPaintEnd: () => paintEnd(),
+  onFill: (axis, index, u, v) => edit(() => fill(axis, index, u, v)),
 });
 // `dice` too: the e2e suite holds it to the crate's Dice.
 Object.assign(window, { brainsam: { state, viewer, engine, dice } });
@@ -163,6 +171,7 @@ async function predict(p, before) {
     state.history.push({ kind: 'slice', axis: p.axis, index: p.index, labels: readSlice(state.labels, state.volume.dims, p.axis, p.index), prompt: before });
     p.logits = r.logits;
     writeSlice(state.labels, state.volume.dims, p.axis, p.index, r.mask, p.id);
+    changed();
     state.decodeMs.push(r.decodeMs);
     state.lastMask = { axis: p.axis, index: p.index, id: p.id, iou: r.iou, pixels: r.mask.reduce((a, b) => a + b, 0), encodeMs: r.encodeMs, flipAverage: r.flip_average };
     await refreshMemory();
@@ -184,6 +193,7 @@ function undo() {
   if (h.kind === 'slice') writeSlice(state.labels, state.volume.dims, h.axis, h.index, h.labels, null);
   else state.labels.set(h.labels);
   state.prompt = viewer.prompt = h.prompt;
+  changed();
   viewer.draw();
   updateMaskInfo();
 }
@@ -196,9 +206,114 @@ function clearSlice() {
   const cur = readSlice(state.labels, dims, p.axis, p.index).map((l) => (l === p.id ? 0 : l));
   writeSlice(state.labels, dims, p.axis, p.index, cur, null);
   state.prompt = viewer.prompt = null;
+  changed();
   viewer.draw();
   updateMaskInfo();
 }
+
+// ---- hand correction -------------------------------------------------------------------
+// A stroke (mouse down to up) or a fill is one entry of the same undo history as the
+// model's edits; afterwards the slice is the prompt's, so "Whole structure (3D)" extends
+// the corrected mask.
+
+function paintStart(axis, index, p) {
+  if (!state.volume) return;
+  const dims = state.volume.dims;
+  state.stroke = { axis, index, before: readSlice(state.labels, dims, axis, index), prompt: clonePrompt(state.prompt), changed: 0 };
+  paintStroke(p, p);
+}
+
+function paintStroke(from, to) {
+  const s = state.stroke;
+  if (!s) return;
+  s.changed += paintLine(state.labels, state.volume.dims, s.axis, s.index, from, to, viewer.brush, state.current, viewer.tool === 'erase');
+}
+
+function paintEnd() {
+  const s = state.stroke;
+  state.stroke = null;
+  if (!s || !s.changed) return;
+  handEdited(s.axis, s.index, s.before, s.prompt);
+}
+
+function fill(axis, index, u, v) {
+  if (!state.volume) throw new Error('Open an image first.');
+  const dims = state.volume.dims;
+  const before = readSlice(state.labels, dims, axis, index);
+  const prompt = clonePrompt(state.prompt);
+  if (fillEnclosed(state.labels, dims, axis, index, u, v, state.current)) handEdited(axis, index, before, prompt);
+}
+
+function handEdited(axis, index, before, prompt) {
+  state.history.push({ kind: 'slice', axis, index, labels: before, prompt });
+  viewer.prompt = promptFor(axis, index);
+  changed();
+  viewer.draw();
+  updateMaskInfo();
+}
+
+// ---- autosave ------------------------------------------------------------------------------
+
+let saveTimer = 0;
+// After every change of the labels: not exported yet, and saved in the browser shortly.
+function changed() {
+  state.dirty = true;
+  state.changedAt = Date.now();
+  clearTimeout(saveTimer);
+  if (state.autosave) saveTimer = setTimeout(() => saveNow().catch((e) => notice('autosave', `Could not save your work in this browser (${e.message || e}); export it to keep it.`)), 600);
+}
+
+async function saveNow() {
+  if (!state.volume || !state.imageBytes) return;
+  if (!state.imageStored) {
+    await saveImage({ key: state.imageKey, name: state.volume.name, bytes: state.imageBytes, savedAt: Date.now() });
+    state.imageStored = true;
+  }
+  const at = Date.now();
+  await saveWork({
+    image: state.imageKey, labels: state.labels.slice(), history: state.history, prompt: state.prompt,
+    current: state.current, custom: state.structures.filter((s) => s.custom), savedAt: Date.now(),
+  });
+  state.savedAt = at; // what was saved is the state as of `at`
+  notice('autosave', null);
+  $('autosave-info').textContent = `Saved in this browser at ${new Date(state.savedAt).toLocaleTimeString()}${state.dirty ? ' · not exported yet' : ''}`;
+}
+
+// Offered at start when the browser holds work from an earlier visit; until the user
+// answers, nothing new is saved over it.
+function offerRestore(saved) {
+  const n = saved.work.labels.reduce((a, l) => a + Number(l !== 0), 0);
+  $('restore-text').textContent = `Unsaved work from ${new Date(saved.work.savedAt).toLocaleString()}: ${saved.image.name}, ${n} labelled voxels. Restore it?`;
+  $('restore').hidden = false;
+  $('restore-yes').onclick = () => edit(async () => {
+    $('restore').hidden = true;
+    await openImage(saved.image.bytes.slice(0), saved.image.name);
+    if (saved.work.labels.length !== state.labels.length) throw new Error('The saved labels do not fit the saved image; they were not restored.');
+    state.labels.set(saved.work.labels);
+    state.history = saved.work.history || [];
+    state.prompt = viewer.prompt = saved.work.prompt || null;
+    for (const s of saved.work.custom || []) if (!state.structures.some((t) => t.id === s.id)) state.structures.push(s);
+    state.current = saved.work.current ?? state.current;
+    renderStructures();
+    state.imageStored = true;
+    state.autosave = true;
+    state.dirty = true;
+    viewer.draw();
+    updateMaskInfo();
+    document.body.dataset.restored = String(Date.now());
+  });
+  $('restore-no').onclick = () => edit(async () => {
+    $('restore').hidden = true;
+    await clearSession();
+    state.autosave = true;
+    if (state.dirty) changed();
+  });
+}
+
+addEventListener('beforeunload', (e) => {
+  // Saved in the browser or not, work not exported asks before the tab closes.
+  if (state.dirty) { e.preventDefault(); e.returnValue = ''; }
+});
 
 async function propagate() {
   const p = state.prompt;
@@ -214,6 +329,7 @@ async function propagate() {
     const volumes = state.history.filter((h) => h.kind === 'volume');
     if (volumes.length > MAX_VOLUME_UNDO) state.history.splice(state.history.indexOf(volumes[0]), 1);
     replaceLabel(state.labels, r.mask, p.id);
+    changed();
     const [up, down] = r.ends;
     state.lastPropagation = {
       id: p.id, axis: p.axis, ms: r.ms, voxels: countLabel(state.labels, p.id),
@@ -279,11 +395,26 @@ for (const b of tools()) {
     viewer.tool = b.dataset.tool;
   };
 }
+const helpShown = () => !$('help-overlay').hidden;
+const showHelp = (on) => { $('help-overlay').hidden = !on; };
+$('help-open').onclick = () => showHelp(true);
+$('help-close').onclick = () => showHelp(false);
+$('help-overlay').onclick = (e) => { if (e.target === $('help-overlay')) showHelp(false); };
+function setBrush(r) {
+  viewer.brush = Math.max(0, Math.min(15, r));
+  $input('brush-size').value = String(viewer.brush);
+  $('brush-size-value').textContent = String(viewer.brush);
+  viewer.draw();
+}
+$('brush-size').oninput = (e) => setBrush(Number(inputOf(e).value));
 addEventListener('keydown', (e) => {
   if (e.target instanceof Element && e.target.closest('input, select')) return;
-  if ((e.ctrlKey || e.metaKey) && e.key === 'z') { e.preventDefault(); edit(undo); }
+  if (e.key === '?') showHelp(!helpShown());
+  else if (e.key === 'Escape' && helpShown()) showHelp(false);
+  else if ((e.ctrlKey || e.metaKey) && e.key === 'z') { e.preventDefault(); edit(undo); }
   else if (e.key === 'Escape') edit(clearSlice);
-  else if ('1234'.includes(e.key) && e.key.length === 1) tools()[Number(e.key) - 1].click();
+  else if (e.key === '[' || e.key === ']') setBrush(viewer.brush + (e.key === ']' ? 1 : -1));
+  else if ('1234567'.includes(e.key) && e.key.length === 1) tools()[Number(e.key) - 1].click();
 });
 $('undo').onclick = () => edit(undo);
 $('clear').onclick = () => edit(clearSlice);
@@ -298,6 +429,8 @@ $('export').onclick = () => edit(async () => {
   const convention = $select('export-convention').value;
   const r = await engine.call('exportLabels', { labels: state.labels.slice(), convention });
   downloadBytes(r.bytes, `${exportBase()}_brainsam_${convention}.nii.gz`);
+  state.dirty = false;
+  if (state.savedAt) $('autosave-info').textContent = `Saved in this browser at ${new Date(state.savedAt).toLocaleTimeString()} · exported`;
 });
 const exportBase = () => (state.volume.name || 'image').replace(/\.(nii(\.gz)?|mg[hz])$/i, '');
 $('export-volumes').onclick = () => {
@@ -322,7 +455,9 @@ function focus(axis, index) {
 async function openImage(bytes, name) {
   setBusy(`reading ${name}…`);
   try {
+    const copy = bytes.slice(0); // the worker takes `bytes`; autosave keeps the file
     const r = await engine.call('loadVolume', { bytes }, [bytes]);
+    Object.assign(state, { imageBytes: copy, imageKey: `${name}:${copy.byteLength}`, imageStored: false, dirty: false });
     state.volume = { dims: r.dims, spacing: r.spacing, name };
     state.gray = r.gray;
     state.labels = new Uint8Array(r.gray.length);
@@ -353,7 +488,7 @@ async function loadModel(args, label) {
     const w = info.warm;
     state.warm = w;
     const g = info.geometry;
-    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}${info.slice_gap ? `\n2.5-D input: slices k−${info.slice_gap}, k, k+${info.slice_gap}` : ''}${info.focus ? `\npredicts on a window around each prompt (${info.focus.context}× its size, at least ${info.focus.min_side} px)` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
+    $('model-info').textContent = `${label}\nViT ${g.embed_dim}-d × ${g.depth}, ${g.image_size} px input, ${(info.parameters / 1e6).toFixed(1)} M parameters, largest attention map ${fmtBytes(info.attention_bytes)}${info.adapter ? `\n+ LoRA adapter (rank ${info.adapter.rank})` : ''}${info.slice_gap ? `\n2.5-D input: slices k−${info.slice_gap}, k, k+${info.slice_gap}` : ''}${info.dense_propagation ? '\nwhole structure: trained propagation (the model ends the structure)' : ''}${info.focus ? `\npredicts on a window around each prompt (${info.focus.context}× its size, at least ${info.focus.min_side} px)` : ''}\nwarm-up: encoder ${fmtMs(w.encode_ms[0])} → ${fmtMs(w.encode_ms.at(-1))}, decoder ${fmtMs(w.decode_ms[0])} → ${fmtMs(w.decode_ms.at(-1))}`;
     state.focusKey = '';
     // Mirror averaging is offered for windowed models, whose windows are encoded per click.
     $('flip-average-row').hidden = !info.focus;
@@ -439,6 +574,9 @@ async function start() {
   $('backend').textContent = info.backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
   $('backend').className = `badge ${info.backend === 'webgpu' ? 'gpu' : 'cpu'}`;
   if (info.backend !== 'webgpu') notice('backend', `Running on the CPU in WebAssembly (${info.reason || 'requested'}). WebGPU on a hardware GPU would be much faster.`);
+  const saved = await loadSession().catch((e) => { console.warn(`no saved session: ${e}`); return null; });
+  if (saved) offerRestore(saved);
+  else state.autosave = true;
   if (build.sample && params.get('sample') !== '0') {
     await edit(async () => {
       const res = await fetch(build.sample.url);

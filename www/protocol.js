@@ -46,6 +46,7 @@
  * @property {Geometry} geometry
  * @property {Focus | null} focus windows around prompts, for a model trained on them
  * @property {number} slice_gap input channels are slices k − gap, k, k + gap (0: copies of k)
+ * @property {boolean} dense_propagation trained to propagate (the neighbour's mask as dense prompt)
  * @property {number} attention_bytes the encoder's largest attention-score buffer
  * @property {number} parameters
  * @property {AdapterInfo | null} adapter

@@ -5,12 +5,14 @@
 // v runs up, so every plane is shown in neurological orientation (R right, A/S up).
 
 export const PLANE_AXES = [[1, 2], [0, 2], [0, 1]];
+// Hand-correction tools: drag to paint (brush, erase), click to fill.
+const PAINT_TOOLS = ['brush', 'erase'];
 // Screen-edge letters (left, right, top) per slice axis.
 const EDGES = [['P', 'A', 'S'], ['L', 'R', 'S'], ['L', 'R', 'A']];
 
 export class Viewer {
   constructor(viewEls, handlers) {
-    this.h = handlers; // onPoint, onBox, onCursor, onSlice
+    this.h = handlers; // onPoint, onBox, onCursor, onSlice, onPaintStart, onPaint, onPaintEnd, onFill
     this.views = viewEls.map((el) => ({
       el,
       axis: Number(el.dataset.axis),
@@ -26,6 +28,8 @@ export class Viewer {
     this.colors = new Map();
     this.prompt = null; // {axis, index, points: [[u, v, label]], box}
     this.drag = null;
+    this.brush = 2; // brush and eraser radius, slice pixels
+    this.hover = null; // {view, p}: where the brush outline is drawn
     this.active = this.views[0];
     this.offscreen = document.createElement('canvas');
     for (const v of this.views) this.#bind(v);
@@ -98,6 +102,7 @@ export class Viewer {
     ctx.drawImage(this.offscreen, g.ox, g.oy, g.cols * g.sx, g.rows * g.sy);
     this.#drawCrosshair(ctx, view, g);
     this.#drawPrompt(ctx, view, g, index);
+    this.#drawBrush(ctx, view, g);
     this.#drawEdges(ctx, view, g);
     view.label.textContent = `${index + 1} / ${this.vol.dims[view.axis]}`;
     this.h.onSlice?.(view.axis, index);
@@ -167,6 +172,18 @@ export class Viewer {
     }
   }
 
+  // The brush's footprint under the mouse, so its size is seen before painting.
+  #drawBrush(ctx, view, g) {
+    if (!PAINT_TOOLS.includes(this.tool) || this.hover?.view !== view) return;
+    const [u, v] = this.hover.p;
+    const r = this.brush + 0.5;
+    ctx.strokeStyle = this.tool === 'erase' ? '#e5534b' : '#fff';
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.ellipse(g.ox + (u + 0.5) * g.sx, g.oy + (g.rows - 1 - v + 0.5) * g.sy, r * g.sx, r * g.sy, 0, 0, 2 * Math.PI);
+    ctx.stroke();
+  }
+
   #drawEdges(ctx, view, g) {
     const [l, r, t] = EDGES[view.axis];
     ctx.fillStyle = '#9aa1ab';
@@ -195,10 +212,30 @@ export class Viewer {
       this.active = view;
       const p = this.#toPixel(view, e);
       this.drag = { view, x: e.clientX, y: e.clientY, start: p, moved: false, button: e.button, shift: e.shiftKey || e.altKey };
+      if (PAINT_TOOLS.includes(this.tool) && e.button === 0 && p) {
+        this.drag.paint = p;
+        this.h.onPaintStart?.(view.axis, this.cursor[view.axis], p);
+        this.#drawView(view);
+      }
     });
+    c.addEventListener('mouseleave', () => { if (this.hover?.view === view) { this.hover = null; this.#drawView(view); } });
     addEventListener('mousemove', (e) => {
+      if (PAINT_TOOLS.includes(this.tool) && e.target === c) {
+        const p = this.#toPixel(view, e);
+        this.hover = p ? { view, p } : null;
+        if (!this.drag) this.#drawView(view);
+      }
       const d = this.drag;
       if (!d || d.view !== view) return;
+      if (d.paint) {
+        const p = this.#toPixel(view, e);
+        if (p && (p[0] !== d.paint[0] || p[1] !== d.paint[1])) {
+          this.h.onPaint?.(view.axis, this.cursor[view.axis], d.paint, p);
+          d.paint = p;
+          this.#drawView(view);
+        }
+        return;
+      }
       if (Math.hypot(e.clientX - d.x, e.clientY - d.y) > 3) d.moved = true;
       if (!d.moved) return;
       if (this.tool === 'box' && d.start && d.button === 0) {
@@ -216,6 +253,12 @@ export class Viewer {
       if (!d || d.view !== view) return;
       this.drag = null;
       const index = this.cursor[view.axis];
+      if (d.paint) {
+        this.h.onPaintEnd?.(view.axis, index);
+        this.draw();
+        return;
+      }
+      if (PAINT_TOOLS.includes(this.tool)) { this.draw(); return; }
       if (d.box) {
         this.h.onBox?.(view.axis, index, d.box);
       } else if (!d.moved && d.start) {
@@ -224,6 +267,7 @@ export class Viewer {
         const c = [...this.cursor];
         c[g.ua] = u; c[g.va] = v;
         if (this.tool === 'nav' || this.tool === 'box') { this.setCursor(c); return; }
+        if (this.tool === 'fill') { if (d.button === 0) this.h.onFill?.(view.axis, index, u, v); return; }
         const negative = this.tool === 'neg' || d.button === 2 || d.shift;
         if (d.button === 1) return;
         this.cursor = c;

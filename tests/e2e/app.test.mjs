@@ -502,6 +502,130 @@ nib.save(nib.MGHImage(np.asarray(img.dataobj, dtype=np.float32), img.affine), sy
     await clickPutamen('09-click-mgz');
   });
 
+  test('brush, fill and eraser correct a mask by hand, in one undo history with the model', async () => {
+    const page = ctx.page;
+    const THALAMUS = 1; // painted away from the putamen masks of the steps above
+    // Keys go to the page, not to the last form control used.
+    const blur = () => page.evaluate(() => /** @type {HTMLElement} */ (document.activeElement)?.blur());
+    await chooseStructure(THALAMUS);
+    await blur();
+    const t = await target(PUTAMEN);
+    await goTo(t);
+    const at = (u, v) => clientOf(2, u, v);
+    const plane = () => page.evaluate((z) => {
+      const { state } = window.brainsam;
+      const [nx, ny] = state.volume.dims;
+      return Array.from(state.labels.subarray(z * nx * ny, (z + 1) * nx * ny));
+    }, t.index);
+    const all = () => page.evaluate(() => Array.from(window.brainsam.state.labels));
+    const history = () => page.evaluate(() => window.brainsam.state.history.length);
+    const nx = await page.evaluate(() => window.brainsam.state.volume.dims[0]);
+    const px = (p, u, v) => p[v * nx + u];
+    const start = { labels: await all(), history: await history() };
+    // A square ring, 12 px a side, one stroke of a 1-px brush (3 px wide) around the
+    // putamen's centre.
+    const [u0, v0, side] = [t.u - 6, t.v - 6, 12];
+    await page.keyboard.press('5');
+    await page.locator('#brush-size').fill('1');
+    await blur();
+    const corners = [[u0, v0], [u0 + side, v0], [u0 + side, v0 + side], [u0, v0 + side], [u0, v0]];
+    const first = await at(...corners[0]);
+    await page.mouse.move(first.x, first.y);
+    await page.mouse.down();
+    for (const c of corners.slice(1)) {
+      const q = await at(...c);
+      await page.mouse.move(q.x, q.y, { steps: 12 });
+    }
+    await page.mouse.up();
+    let p = await plane();
+    for (let k = 0; k <= side; k++) {
+      for (const [u, v] of [[u0 + k, v0], [u0 + k, v0 + side], [u0, v0 + k], [u0 + side, v0 + k]]) {
+        assert.equal(px(p, u, v), THALAMUS, `ring pixel (${u}, ${v})`);
+      }
+    }
+    assert.notEqual(px(p, t.u, t.v), THALAMUS, 'the ring is open inside before the fill');
+    assert.equal(await history(), start.history + 1, 'one stroke, one undo step');
+    // Fill inside the ring: every pixel of the square becomes the structure.
+    await page.keyboard.press('7');
+    const mid = await at(t.u, t.v);
+    await page.mouse.click(mid.x, mid.y);
+    await settle(page);
+    assert.equal(await errorText(), '');
+    p = await plane();
+    for (let v = v0; v <= v0 + side; v++) for (let u = u0; u <= u0 + side; u++) assert.equal(px(p, u, v), THALAMUS, `filled (${u}, ${v})`);
+    await screenshot(page, '11-hand-fill');
+    // A fill where nothing encloses the click is refused with a reason, and changes nothing.
+    const open = await at(2, 2);
+    await page.mouse.click(open.x, open.y);
+    await settle(page);
+    assert.match(await errorText(), /not closed/);
+    await page.click('#error-close');
+    assert.deepEqual(await plane(), p);
+    // The eraser, one pixel wide, across the middle row: those pixels lose the structure;
+    // a pixel of another structure it passes keeps its label.
+    await page.keyboard.press('6');
+    await page.locator('#brush-size').fill('0');
+    await blur();
+    const [a, b] = [await at(u0 - 3, t.v), await at(u0 + side + 3, t.v)];
+    await page.mouse.move(a.x, a.y);
+    await page.mouse.down();
+    await page.mouse.move(b.x, b.y, { steps: 30 });
+    await page.mouse.up();
+    const erased = await plane();
+    for (let u = u0 - 3; u <= u0 + side + 3; u++) {
+      const was = px(p, u, t.v);
+      assert.equal(px(erased, u, t.v), was === THALAMUS ? 0 : was, `erased (${u}, ${t.v})`);
+    }
+    assert.equal(px(erased, t.u, t.v - 1), THALAMUS, 'the row above is untouched');
+    await screenshot(page, '12-hand-erase');
+    assert.equal(await history(), start.history + 3);
+    // The work survives a reload: the page asks before leaving it, then offers it back.
+    await page.waitForFunction(() => {
+      const { state } = window.brainsam;
+      return state.changedAt > 0 && state.savedAt >= state.changedAt;
+    }, null, WORKER_WAIT);
+    assert.match(await page.textContent('#autosave-info'), /Saved in this browser at .+ not exported yet/);
+    const leaving = await page.evaluate(() => {
+      const e = new Event('beforeunload', { cancelable: true });
+      dispatchEvent(e);
+      return e.defaultPrevented;
+    });
+    assert.ok(leaving, 'closing with unexported edits does not ask first');
+    const edited = await all();
+    page.once('dialog', (d) => d.accept());
+    await page.reload();
+    await page.waitForFunction(() => !document.getElementById('restore').hidden, null, { timeout: 600_000 });
+    assert.match(await page.textContent('#restore-text'), /image\.mgz, \d+ labelled voxels/);
+    await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 600_000 });
+    await page.click('#restore-yes');
+    await page.waitForFunction(() => document.body.dataset.restored || !document.getElementById('error').hidden, null, { timeout: 600_000 });
+    await settle(page);
+    assert.equal(await errorText(), '');
+    assert.equal(await page.evaluate(() => document.body.dataset.image), 'image.mgz');
+    assert.deepEqual(await all(), edited, 'the restored labels are the edited ones');
+    assert.equal(await history(), start.history + 3, 'the undo history is restored with them');
+    await screenshot(page, '13-restored');
+    // Undo, after the reload: eraser, fill, stroke, then the model's edits before them.
+    for (let k = 0; k < 3; k++) {
+      await page.keyboard.press('Control+z');
+      await settle(page);
+    }
+    assert.deepEqual(await all(), start.labels, 'three undos restore the labels before the hand edits');
+    await page.keyboard.press('Control+z');
+    await settle(page);
+    assert.notDeepEqual(await all(), start.labels, 'the next undo takes back the model\'s last edit');
+  });
+
+  test('the help overlay lists the keys and closes with Escape', async () => {
+    const page = ctx.page;
+    await page.keyboard.press('?');
+    assert.ok(await page.isVisible('#help-overlay'));
+    assert.match(await page.textContent('#help-overlay'), /brush.+eraser/s);
+    await screenshot(page, '14-help');
+    await page.keyboard.press('Escape');
+    assert.ok(!(await page.isVisible('#help-overlay')));
+  });
+
   test('no request leaves the page origin', async () => {
     assertSameOrigin(log, origin);
     assert.deepEqual(log.errors, []);
@@ -516,6 +640,7 @@ nib.save(nib.MGHImage(np.asarray(img.dataobj, dtype=np.float32), img.affine), sy
     server.closeAllConnections();
     await new Promise((done) => server.close(done));
     server = null;
+    page.once('dialog', (d) => d.accept()); // edits not exported: the page asks first
     await page.reload();
     await page.waitForFunction(() => ['ready', 'failed'].includes(document.body.dataset.state), null, { timeout: 600_000 });
     assert.equal(await errorText(), '');

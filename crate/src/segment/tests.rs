@@ -79,6 +79,21 @@ fn tiny_sam(device: &Device) -> Sam {
     g.config().init(device)
 }
 
+/// An `n × n × 3` volume of a fixed grey pattern without symmetry on a 1 mm grid, or its
+/// left-right mirror image.
+fn patterned_volume(n: usize, mirror: bool) -> Volume<f32> {
+    let mut eye = [[0.0; 4]; 4];
+    (0..4).for_each(|i| eye[i][i] = 1.0);
+    let at = |x: usize, y: usize, z: usize| ((x * 37 + y * 11 + z * 5) % 101) as f32;
+    let data = (0..n * n * 3)
+        .map(|i| {
+            let (x, y, z) = (i % n, (i / n) % n, i / (n * n));
+            at(if mirror { n - 1 - x } else { x }, y, z)
+        })
+        .collect();
+    Volume::new([n, n, 3], data, eye).unwrap()
+}
+
 /// Averaging with the mirrored window makes predictions mirror-symmetric: the mirrored
 /// image with the mirrored prompt gives the mirrored mask (a lone pass need not).
 #[test]
@@ -86,18 +101,7 @@ fn flip_averaged_predictions_commute_with_mirroring() {
     let device = crate::backend::cpu();
     let sam = tiny_sam(&device);
     let n = 12;
-    let mut eye = [[0.0; 4]; 4];
-    (0..4).for_each(|i| eye[i][i] = 1.0);
-    let at = |x: usize, y: usize, z: usize| ((x * 37 + y * 11 + z * 5) % 101) as f32;
-    let image = |mirror: bool| {
-        let data = (0..n * n * 3)
-            .map(|i| {
-                let (x, y, z) = (i % n, (i / n) % n, i / (n * n));
-                at(if mirror { n - 1 - x } else { x }, y, z)
-            })
-            .collect();
-        Volume::new([n, n, 3], data, eye).unwrap()
-    };
+    let image = |mirror: bool| patterned_volume(n, mirror);
     let last = (n - 1) as f32;
     let prompt = SlicePrompt {
         points: vec![[4.0, 6.0, 1.0], [8.0, 3.0, 0.0]],
@@ -186,18 +190,7 @@ fn a_dense_prompt_is_the_mask_input_of_its_mask_in_every_frame() {
     let device = crate::backend::cpu();
     let sam = tiny_sam(&device);
     let n = 12;
-    let mut eye = [[0.0; 4]; 4];
-    (0..4).for_each(|i| eye[i][i] = 1.0);
-    let at = |x: usize, y: usize, z: usize| ((x * 37 + y * 11 + z * 5) % 101) as f32;
-    let image = |mirror: bool| {
-        let data = (0..n * n * 3)
-            .map(|i| {
-                let (x, y, z) = (i % n, (i / n) % n, i / (n * n));
-                at(if mirror { n - 1 - x } else { x }, y, z)
-            })
-            .collect();
-        Volume::new([n, n, 3], data, eye).unwrap()
-    };
+    let image = |mirror: bool| patterned_volume(n, mirror);
     // An L-shaped mask, not mirror-symmetric.
     let dense: Vec<u8> = (0..n * n)
         .map(|i| {

@@ -21,7 +21,7 @@ VENV="${BRAINSAM_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import torch, segment_anything, nibabel, safetensors, PIL" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import torch, segment_anything, nibabel, nrrd, pydicom, safetensors, PIL" 2>/dev/null; then
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -r tests/requirements.txt
 fi

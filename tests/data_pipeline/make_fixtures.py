@@ -6,13 +6,16 @@ Usage: make_fixtures.py OUT_DIR
 For every fixture NAME it writes NAME (a .nii or .nii.gz file) and NAME.json with what nibabel
 reads back: shape, affine (img.affine, i.e. sform preferred over qform) and the scaled voxel
 values of the first 3-D volume in Fortran (x fastest) order.
-Requires: numpy, nibabel.
+MGH fixtures are written by nibabel, NRRD fixtures by pynrrd (their JSON: what pynrrd reads
+back, the affine from the header's space directions and origin turned into RAS).
+Requires: numpy, nibabel, pynrrd.
 """
 import json
 import os
 import sys
 
 import nibabel as nib
+import nrrd
 import numpy as np
 
 SHAPE = (5, 4, 3)
@@ -93,6 +96,7 @@ def main(out):
     cplx = values(np.float32).astype(np.complex64)
     nib.save(nib.Nifti1Image(cplx, affine_lia()), os.path.join(out, "complex.nii"))
     mgh(out)
+    nrrd_files(out)
 
 
 def mgh(out):
@@ -112,6 +116,59 @@ def mgh(out):
     save_meta(path)
     four = np.stack([values(np.float32), values(np.float32) + 1000], axis=-1)
     save(nib.MGHImage(four, oblique), out, "mgh_four_d.mgz")
+
+
+# Signs from each NRRD space's coordinates to RAS.
+TO_RAS = {"left-posterior-superior": [-1, -1, 1], "right-anterior-superior": [1, 1, 1],
+          "left-anterior-superior": [-1, 1, 1]}
+
+
+def save_nrrd(out, name, data, header, first_of=None):
+    """Writes with pynrrd, reads back with pynrrd; `first_of` names a non-spatial axis whose
+    first element is the volume."""
+    path = os.path.join(out, name)
+    nrrd.write(path, data, header, index_order="F")
+    back, h = nrrd.read(path, index_order="F")
+    back = back.astype(np.float64)
+    if first_of is not None:
+        back = np.take(back, 0, axis=first_of)
+    dirs = np.asarray(h.get("space directions", np.diag(h.get("spacings", [1.0] * 3))), float)
+    dirs = dirs[~np.isnan(dirs).any(axis=1)]  # the spatial axes' rows
+    origin = np.asarray(h.get("space origin", [0.0, 0.0, 0.0]), float)
+    signs = np.array(TO_RAS.get(h.get("space"), [1, 1, 1]), float)
+    affine = np.eye(4)
+    affine[:3, :3] = (dirs * signs).T  # column j: axis j's step in RAS
+    affine[:3, 3] = origin * signs
+    meta = {"shape": [int(x) for x in back.shape], "affine": affine.tolist(),
+            "values": [float(x) for x in back.ravel(order="F")]}
+    with open(path + ".json", "w") as f:
+        json.dump(meta, f)
+
+
+def nrrd_files(out):
+    """NRRD as 3D Slicer writes it (LPS, oblique directions, gzip) and its variants."""
+    c, s = np.cos(0.4), np.sin(0.4)
+    dirs = np.array([[c * 1.1, s * 1.1, 0], [-s * 0.9, c * 0.9, 0], [0, 0, 2.5]])
+    lps = {"space": "left-posterior-superior", "space directions": dirs,
+           "space origin": np.array([-12.5, 30.25, -7.0]), "kinds": ["domain"] * 3}
+    for dt in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
+               np.uint64, np.float32, np.float64):
+        for enc in ("raw", "gzip", "ascii"):
+            save_nrrd(out, f"nrrd_{np.dtype(dt).name}_{enc}.nrrd", values(dt),
+                      dict(lps, encoding=enc))
+    save_nrrd(out, "nrrd_bigendian.nrrd", values(np.float32).astype(">f4"),
+              dict(lps, encoding="raw"))
+    for space, name in (("right-anterior-superior", "ras"), ("left-anterior-superior", "las")):
+        save_nrrd(out, f"nrrd_{name}.nrrd", values(np.int16),
+                  dict(lps, space=space, encoding="gzip"))
+    # A Slicer segmentation style file: a list axis of two layers first.
+    two = np.stack([values(np.int16), values(np.int16) + 100], axis=0)
+    layered = dict(lps, encoding="gzip", kinds=["list", "domain", "domain", "domain"])
+    layered["space directions"] = np.vstack([np.full((1, 3), np.nan), dirs])
+    save_nrrd(out, "nrrd_list_first.nrrd", two, layered, first_of=0)
+    # No orientation, only spacings.
+    save_nrrd(out, "nrrd_spacings.nrrd", values(np.int16),
+              {"encoding": "raw", "spacings": [1.5, 2.0, 0.75]})
 
 
 if __name__ == "__main__":

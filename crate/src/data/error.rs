@@ -9,6 +9,8 @@ pub enum DataError {
     NotNifti(String),
     #[error("invalid MGH/MGZ file: {0}")]
     Mgh(String),
+    #[error("invalid NRRD file: {0}")]
+    Nrrd(String),
     #[error("corrupt or truncated gzip stream: {0}")]
     Gzip(String),
     #[error(

@@ -1,4 +1,4 @@
-//! Brain MRI data pipeline: NIfTI and MGH I/O, canonical reorientation, slicing, subcortical label
+//! Brain MRI data pipeline: NIfTI I/O, MGH and NRRD input, canonical reorientation, slicing, subcortical label
 //! sets, dataset adapters, synthetic multi-contrast images, metrics and montages.
 //!
 //! Plain Rust (no tensor framework) and wasm-compatible: readers take `&[u8]`, writers
@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod mgh;
 pub mod montage;
 pub mod nifti;
+pub mod nrrd;
 pub mod orient;
 pub mod rng;
 pub mod slicing;

@@ -2,7 +2,8 @@
 # Builds the browser app into a self-contained static folder (default dist/) that any
 # file server can serve: the crate for wasm32 (release; WebGPU plus the CPU fallback),
 # wasm-bindgen's JS glue with its TypeScript declarations (pkg/brainsam.d.ts: the engine's
-# methods and replies), wasm-opt, the page, the sample MRI and the bundled model.
+# methods and replies), wasm-opt, the page with its vendored viewer libraries, the sample MRI
+# and the bundled model.
 # Usage: scripts/build_web.sh [OUT]   (BRAINSAM_WASM_OPT=0 skips wasm-opt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,12 @@ if [ "${BRAINSAM_WASM_OPT:-1}" != 0 ]; then
 fi
 
 cp www/index.html www/style.css www/*.js "$OUT.tmp/"
+# Libraries the page loads on first use: niivue's self-contained ES module (the 3-D view) and
+# dcm2niix's wasm build with its worker (DICOM series in).
+mkdir -p "$OUT.tmp/vendor/dcm2niix"
+cp node_modules/@niivue/niivue/dist/index.js "$OUT.tmp/vendor/niivue.js"
+D=node_modules/@niivue/dcm2niix/dist
+cp "$D/index.jpeg.js" "$D/worker.jpeg.js" "$D/dcm2niix.jpeg.js" "$D/dcm2niix.jpeg.wasm" "$OUT.tmp/vendor/dcm2niix/"
 scripts/fetch_sample.sh "$OUT.tmp/sample/mni152_t1.nii.gz"
 if [ -f weights/brainsam-default.safetensors ]; then
   mkdir -p "$OUT.tmp/weights"

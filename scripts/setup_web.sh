@@ -10,8 +10,10 @@ if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
 
 # npm packages: playwright-core (drives the system Chromium), binaryen (wasm-opt; Debian's
-# binaryen 108 writes modules that browsers reject) and typescript (checks the page's JSDoc types).
-if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] || [ ! -x node_modules/.bin/tsc ]; then
+# binaryen 108 writes modules that browsers reject), typescript (checks the page's JSDoc
+# types), and what the page ships: niivue (the 3-D view) and dcm2niix's wasm build (DICOM in).
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] || [ ! -x node_modules/.bin/tsc ] \
+  || [ ! -f node_modules/@niivue/niivue/dist/index.js ] || [ ! -f node_modules/@niivue/dcm2niix/dist/index.jpeg.js ]; then
   npm ci --no-audit --no-fund
 fi
 

@@ -7,6 +7,9 @@ import { Viewer } from './viewer.js';
 import { dice, readSlice, writeSlice, replaceLabel, countLabel, downloadBytes, volumesCsv, colourTable, fmtMs, fmtBytes } from './util.js';
 import { paintLine, fillEnclosed } from './edit.js';
 import { saveImage, saveWork, loadSession, clearSession } from './store.js';
+import { LabelRender } from './render3d.js';
+import { isDicom, dicomToNifti, droppedFiles } from './dicom.js';
+import { PLANE_AXES } from './viewer.js';
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -41,8 +44,9 @@ const viewer = new Viewer(Array.from(document.querySelectorAll('.view')), {
   onPaintEnd: () => paintEnd(),
   onFill: (axis, index, u, v) => edit(() => fill(axis, index, u, v)),
 });
+const render3d = new LabelRender(/** @type {HTMLCanvasElement} */ ($('render3d')), $('render3d-status'));
 // `dice` too: the e2e suite holds it to the crate's Dice.
-Object.assign(window, { brainsam: { state, viewer, engine, dice } });
+Object.assign(window, { brainsam: { state, viewer, engine, dice, render3d } });
 
 // ---- status and errors -------------------------------------------------------------
 
@@ -257,6 +261,7 @@ function handEdited(axis, index, before, prompt) {
 let saveTimer = 0;
 // After every change of the labels: not exported yet, and saved in the browser shortly.
 function changed() {
+  render3d.schedule(state.structures);
   state.dirty = true;
   state.changedAt = Date.now();
   clearTimeout(saveTimer);
@@ -295,6 +300,8 @@ function offerRestore(saved) {
     for (const s of saved.work.custom || []) if (!state.structures.some((t) => t.id === s.id)) state.structures.push(s);
     state.current = saved.work.current ?? state.current;
     renderStructures();
+    showPrompt(state.prompt);
+    render3d.schedule(state.structures);
     state.imageStored = true;
     state.autosave = true;
     state.dirty = true;
@@ -308,6 +315,18 @@ function offerRestore(saved) {
     state.autosave = true;
     if (state.dirty) changed();
   });
+}
+
+/** The view at a prompt: its slice, centred on its first point or its box. */
+function showPrompt(p) {
+  if (!p) return;
+  const c = [...viewer.cursor];
+  const [ua, va] = PLANE_AXES[p.axis];
+  const at = p.points?.[0] ?? (p.box ? [(p.box[0] + p.box[2]) / 2, (p.box[1] + p.box[3]) / 2] : null);
+  if (at) [c[ua], c[va]] = [at[0], at[1]];
+  c[p.axis] = p.index;
+  viewer.active = viewer.views.find((v) => v.axis === p.axis) ?? viewer.active;
+  viewer.setCursor(c);
 }
 
 addEventListener('beforeunload', (e) => {
@@ -353,7 +372,11 @@ function updateMaskInfo() {
   if (m && m.id === state.current) {
     lines.push(`${structureName(m.id)} on ${['sagittal', 'coronal', 'axial'][m.axis]} slice ${m.index + 1}: ${m.pixels} px, predicted IoU ${m.iou.toFixed(2)}`);
   }
-  if (state.labels) lines.push(`${structureName(state.current)}: ${countLabel(state.labels, state.current)} voxels in 3D`);
+  if (state.labels) {
+    const n = countLabel(state.labels, state.current);
+    const mm3 = n * state.volume.spacing.reduce((a, b) => a * b, 1);
+    lines.push(`${structureName(state.current)}: ${n} voxels in 3D (${mm3 >= 1000 ? `${(mm3 / 1000).toFixed(2)} cm³` : `${Math.round(mm3)} mm³`})`);
+  }
   const prop = state.lastPropagation;
   if (prop && prop.id === state.current) {
     // Why the walk ended where it did: a leak and an early stop look alike otherwise.
@@ -467,6 +490,7 @@ async function openImage(bytes, name) {
     state.lastMask = null;
     state.lastPropagation = null; // of the previous image
     viewer.setVolume(r.dims, r.spacing, r.gray, state.labels);
+    render3d.show(r.dims, r.spacing, state.labels, state.structures); // not awaited: the planes need not wait
     const warn = r.warnings.length ? `\n${r.warnings.join('\n')}` : '';
     $('image-info').textContent = `${name}\n${r.source_dims.join('×')} voxels, ${r.spacing.map((s) => s.toFixed(2)).join('×')} mm, ${r.axcodes} → shown as RAS${warn}`;
     document.body.dataset.image = name;
@@ -513,7 +537,20 @@ async function loadModel(args, label) {
 }
 
 const readFile = (f) => f.arrayBuffer();
-$('file-image').onchange = (e) => { const f = inputOf(e).files[0]; if (f) edit(async () => openImage(await readFile(f), f.name)); inputOf(e).value = ''; };
+
+/** One image file, or the files of a DICOM series (converted in the page first). @param {File[]} files */
+async function openFiles(files) {
+  if (!files.length) return;
+  if (files.length === 1 && !(await isDicom(files[0]))) return openImage(await readFile(files[0]), files[0].name);
+  setBusy(`converting ${files.length} DICOM file(s)…`);
+  let r;
+  try { r = await dicomToNifti(files); } finally { setBusy(''); }
+  await openImage(r.bytes, r.name);
+  if (r.note) $('image-info').textContent += `\n${r.note}`;
+}
+const onFiles = (e) => { const f = Array.from(inputOf(e).files); inputOf(e).value = ''; edit(() => openFiles(f)); };
+$('file-image').onchange = onFiles;
+$('file-dicom').onchange = onFiles;
 $('file-model').onchange = (e) => {
   const f = inputOf(e).files[0];
   if (f) edit(async () => { state.modelFile = await readFile(f); await loadModel({ bytes: state.modelFile.slice(0) }, f.name); notice('model', null); });
@@ -546,8 +583,8 @@ addEventListener('dragleave', (e) => { if (!e.relatedTarget) $('drop').hidden = 
 addEventListener('drop', (e) => {
   e.preventDefault();
   $('drop').hidden = true;
-  const f = e.dataTransfer.files[0];
-  if (f) edit(async () => openImage(await readFile(f), f.name));
+  const dt = e.dataTransfer;
+  edit(async () => openFiles(await droppedFiles(dt)));
 });
 
 // Notices by topic (backend, model, adapter, attention); each replaces its own.

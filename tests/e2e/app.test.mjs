@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   ARTIFACTS, DIST, ROOT, adapterFor, buildInfo, cli, launch, openPage, randomModel, screenshot, settle, startServer,
@@ -23,6 +23,7 @@ const TRAINED_MIN_SLICE_DICE = 0.3;
 // ~30 s per slice on SwiftShader (more on a loaded machine).
 const WORKER_WAIT = { timeout: 300_000 };
 const PYTHON = resolve(ROOT, process.env.BRAINSAM_VENV || '.venv', 'bin/python');
+const FORMATS = resolve(ROOT, 'tests/e2e/formats.py'); // NRRD and DICOM writers (pynrrd, pydicom)
 
 let synth;
 const build = buildInfo(); // what dist/ ships: sample, model, trained or not
@@ -181,6 +182,26 @@ async function corruptFile(name) {
   assert.equal(await page.evaluate(() => window.brainsam.state.decodeMs.length), n + 1);
 }
 
+// The 3-D view once it shows the latest labels (rendered after `since`): pixels of the putamen's colour (FreeSurfer's
+// 236, 13, 176, shaded), counted by PIL in a screenshot of the view's canvas.
+async function putamenIn3d(since, name) {
+  const page = ctx.page;
+  await page.waitForFunction((t) => {
+    const { render3d, state } = window.brainsam;
+    return (render3d.shownAt > t && render3d.shownAt >= state.changedAt) || render3d.failed;
+  }, since, WORKER_WAIT);
+  assert.equal(await page.evaluate(() => window.brainsam.render3d.failed), '');
+  await new Promise((r) => setTimeout(r, 500)); // the frame after the upload
+  const png = join(ARTIFACTS, 'screenshots', `${name}.png`);
+  await page.locator('#render3d').screenshot({ path: png });
+  return Number(execFileSync(PYTHON, ['-c', `
+import sys, numpy as np
+from PIL import Image
+p = np.asarray(Image.open(sys.argv[1]).convert("RGB")).astype(int)
+r, g, b = p[..., 0], p[..., 1], p[..., 2]
+print(int(((r > g + 60) & (b > g + 40) & (r > b)).sum()))`, png], { encoding: 'utf8' }));
+}
+
 function assertSameOrigin(log, origin) {
   const foreign = log.requests.filter((u) => !u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:'));
   assert.deepEqual(foreign, []);
@@ -317,7 +338,7 @@ print(json.dumps([int(round(v)) for v in np.linalg.solve(a, [-25, 2, 0, 1])[:3]]
 }
 
 describe('brainsam in Chromium without WebGPU', () => {
-  let server, origin, browser, log;
+  let server, origin, browser, log, empty3d;
   before(async () => {
     synth = synthVolume();
     ({ server, origin } = await startServer());
@@ -338,10 +359,34 @@ describe('brainsam in Chromium without WebGPU', () => {
     assert.match(await page.textContent('#notice'), /Running on the CPU/, 'the notice stays after a model loads');
   });
 
-  test('the bundled sample: one click in the left putamen', { skip: !build.sample && 'no sample in this build' }, () => clickSamplePutamen('00-sample-click'));
+  test('the bundled sample: one click in the left putamen', { skip: !build.sample && 'no sample in this build' }, async () => {
+    const opened = await ctx.page.evaluate(() => Date.now() - 600_000); // the sample opened at start
+    empty3d = await putamenIn3d(opened, '00-sample-3d-empty');
+    await clickSamplePutamen('00-sample-click');
+  });
+
+  test('the bundled sample: the left putamen in 3-D, in the planes and the 3-D view', { skip: !build.sample && 'no sample in this build' }, async () => {
+    const page = ctx.page;
+    await page.click('#propagate');
+    await page.waitForFunction(() => window.brainsam.state.lastPropagation, null, { timeout: 900_000 });
+    await settle(page);
+    assert.equal(await errorText(), '');
+    const p = await page.evaluate(() => {
+      const { state } = window.brainsam;
+      return { ...state.lastPropagation, mm3: state.lastPropagation.voxels * state.volume.spacing.reduce((a, b) => a * b, 1) };
+    });
+    const shown = await putamenIn3d(0, '00-sample-3d-view');
+    await screenshot(page, '00-sample-3d');
+    // Reported, not gated: a left putamen is typically 4–6 cm³.
+    console.log(`sample, left putamen in 3-D: ${p.voxels} voxels = ${(p.mm3 / 1000).toFixed(2)} cm³, slices ${p.from}..${p.to}, stops ${p.ends}; 3-D view ${shown} putamen pixels (${empty3d} before)`);
+    assert.ok(shown >= empty3d + 300, `3-D view: ${shown} putamen pixels, ${empty3d} before`);
+    assert.match(await page.textContent('#mask-info'), /voxels in 3D \([\d.]+ (cm³|mm³)\)/);
+  });
 
   test('a click and a box on the CPU', async () => {
+    const opened = await ctx.page.evaluate(() => Date.now());
     await uploadSynthetic();
+    empty3d = await putamenIn3d(opened, '03-3d-empty');
     await clickPutamen('03-click-cpu');
     const s = await ctx.page.evaluate(() => ({ enc: window.brainsam.state.encodeMs, dec: window.brainsam.state.decodeMs }));
     // A windowed model encodes the window inside the click's request: no slice encoder time.
@@ -374,6 +419,10 @@ describe('brainsam in Chromium without WebGPU', () => {
     assert.match(await page.textContent('#mask-info'), new RegExp(`stopped at ${s.p.to + 1}: .+; at ${s.p.from + 1}: .+`));
     console.log(`3D: ${s.p.voxels} voxels in ${Math.round(s.p.ms)} ms, Dice ${s.dice.volume?.toFixed(3)}, slices ${s.p.from}..${s.p.to}, stops ${s.p.ends}`);
     await screenshot(page, '05-3d');
+    // The 3-D view (niivue) shows the structure: putamen-coloured pixels where there were none.
+    const shown = await putamenIn3d(0, '05-3d-view');
+    console.log(`3-D view: ${shown} putamen-coloured pixels (${empty3d} before any mask)`);
+    assert.ok(shown >= empty3d + 300, `3-D view: ${shown} putamen pixels, ${empty3d} before`);
     // A regression gate on the stop rules, not a quality target: with the first release's
     // rules the same box leaked into the brainstem and neck (48 579 voxels, Dice 0.149);
     // with the current ones it stays in the putamen (15 340, 0.359). Held-out 3-D Dice is
@@ -604,6 +653,10 @@ nib.save(nib.MGHImage(np.asarray(img.dataobj, dtype=np.float32), img.affine), sy
     assert.equal(await page.evaluate(() => document.body.dataset.image), 'image.mgz');
     assert.deepEqual(await all(), edited, 'the restored labels are the edited ones');
     assert.equal(await history(), start.history + 3, 'the undo history is restored with them');
+    // The view opens where the work was: the edited slice, in the axial view.
+    const view = await page.evaluate(() => ({ cursor: window.brainsam.viewer.cursor, axis: window.brainsam.viewer.active.axis }));
+    assert.equal(view.cursor[2], t.index, `restored view at axial slice ${view.cursor[2]}, the edits are on ${t.index}`);
+    assert.equal(view.axis, 2);
     await screenshot(page, '13-restored');
     // Undo, after the reload: eraser, fill, stroke, then the model's edits before them.
     for (let k = 0; k < 3; k++) {
@@ -624,6 +677,59 @@ nib.save(nib.MGHImage(np.asarray(img.dataobj, dtype=np.float32), img.affine), sy
     await screenshot(page, '14-help');
     await page.keyboard.press('Escape');
     assert.ok(!(await page.isVisible('#help-overlay')));
+  });
+
+  test('an NRRD and a DICOM series of the synthetic image open in its grid, segment and export', async () => {
+    const page = ctx.page;
+    const opened = (name) => page.waitForFunction((n) => document.body.dataset.image === n || !document.getElementById('error').hidden, name, { timeout: 300_000 });
+    const dims = niftiDims(synth.image).join('×');
+    const reference = async () => {
+      await page.setInputFiles('#file-reference', synth.labels);
+      await page.waitForFunction(() => window.brainsam.state.reference, null, WORKER_WAIT);
+    };
+    // NRRD as 3D Slicer writes it (LPS space directions, gzip), by pynrrd.
+    const nrrd = join(ARTIFACTS, 'image.nrrd');
+    execFileSync(PYTHON, [FORMATS, 'nrrd', synth.image, nrrd]);
+    await page.setInputFiles('#file-image', nrrd);
+    await opened('image.nrrd');
+    assert.equal(await errorText(), '');
+    assert.match(await page.textContent('#image-info'), new RegExp(`${dims} voxels, 1\\.00×1\\.00×1\\.00 mm, LIA`));
+    const canonical = await page.evaluate(() => window.brainsam.state.volume.dims);
+    await reference();
+    await clickPutamen('15-click-nrrd');
+    // A DICOM series (one MR slice per file, by pydicom), chosen as a folder: dcm2niix in the
+    // page converts it. The reference labels fit only if the world grid is the same.
+    const dir = join(ARTIFACTS, 'dicom');
+    rmSync(dir, { recursive: true, force: true });
+    execFileSync(PYTHON, [FORMATS, 'dicom', synth.image, dir]);
+    const files = readdirSync(dir).length;
+    await page.setInputFiles('#file-dicom', dir);
+    await page.waitForFunction(() => /\.nii$/.test(document.body.dataset.image ?? '') || !document.getElementById('error').hidden, null, { timeout: 300_000 });
+    assert.equal(await errorText(), '');
+    console.log(`DICOM: ${files} files → ${await page.evaluate(() => document.body.dataset.image)}`);
+    assert.deepEqual(await page.evaluate(() => window.brainsam.state.volume.dims), canonical);
+    await reference();
+    await clickPutamen('16-click-dicom');
+    // The export lies on the series' world grid (nibabel, any axis order) and holds the mask.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+    const path = join(ARTIFACTS, 'export-dicom.nii.gz');
+    await download.saveAs(path);
+    const grid = JSON.parse(execFileSync(PYTHON, [FORMATS, 'same-grid', synth.image, path], { encoding: 'utf8' }));
+    assert.deepEqual(grid.shapes[0], grid.shapes[1]);
+    assert.ok(grid.affine_diff < 1e-3, `export affine differs from the series' by ${grid.affine_diff}`);
+    const labelled = Number(execFileSync(PYTHON, ['-c', `
+import sys, nibabel as nib, numpy as np
+print(int((np.asarray(nib.load(sys.argv[1]).dataobj) != 0).sum()))`, path], { encoding: 'utf8' }));
+    const pageCount = await page.evaluate(() => window.brainsam.state.labels.reduce((a, l) => a + Number(l !== 0), 0));
+    assert.equal(labelled, pageCount);
+    // Files that are not DICOM are refused with a reason, and the open image stays.
+    await page.setInputFiles('#file-image', [
+      { name: 'a.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') },
+      { name: 'b.txt', mimeType: 'text/plain', buffer: Buffer.from('nor this') }]);
+    await page.waitForFunction(() => !document.getElementById('error').hidden, null, { timeout: 300_000 });
+    assert.match(await errorText(), /DICOM/);
+    await page.click('#error-close');
+    assert.match(await page.evaluate(() => document.body.dataset.image), /\.nii$/);
   });
 
   test('no request leaves the page origin', async () => {

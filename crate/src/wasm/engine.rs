@@ -14,7 +14,7 @@ use super::labels::{reference_to_common, ExportConvention};
 use super::types::{AdapterInfo, MemoryInfo, ModelInfo, VolumeInfo, WalkEnd, WarmUp, TS_TYPES};
 use crate::data::labels::kind;
 use crate::data::nifti::{label_out_type, write_labels};
-use crate::data::orient::axcodes;
+use crate::data::orient::{axcodes, to_canonical};
 use crate::data::slicing::plane_axes;
 use crate::data::Volume;
 use crate::data::{read_image, read_labels};
@@ -281,25 +281,25 @@ impl Engine {
         write_labels(&vol, label_out_type(&vol), true).map_err(|e| err("export", e))
     }
 
-    /// A reference label map of the current image (FreeSurfer values, same grid) as
-    /// canonical common ids, for scoring masks in the page.
+    /// A reference label map of the current image (FreeSurfer values, same world grid, any
+    /// voxel order: e.g. FreeSurfer's LIA `aseg.mgz` of a DICOM series) as canonical common ids,
+    /// for scoring masks in the page.
     pub fn load_reference(&self, data: &[u8]) -> Result<Vec<u8>, JsError> {
         let loaded = read_labels(data).map_err(|e| err("reference labels", e))?;
         let st = self.state.try_borrow().map_err(|_| JsError::new(BUSY))?;
         let s = st.session.as_ref().ok_or_else(no_image)?;
-        let o = s.orientation();
-        if loaded.volume.dims != o.src_dims {
+        // Each file to canonical by its own affine: the grids agree there or not at all.
+        let (canonical, _) =
+            to_canonical(&loaded.volume).map_err(|e| err("reference labels", e))?;
+        let image = s.canonical_image();
+        if canonical.dims != image.dims {
             return Err(JsError::new(&format!(
-                "reference labels: dims {:?} differ from the image's {:?}",
-                loaded.volume.dims, o.src_dims
+                "reference labels: {:?} voxels in RAS order, the image has {:?} (not the same grid)",
+                canonical.dims, image.dims
             )));
         }
-        let canonical = o
-            .to_canonical(&loaded.volume)
-            .map_err(|e| err("reference labels", e))?;
-        let image = s.canonical_image().affine;
-        let same =
-            (0..3).all(|i| (0..4).all(|j| (canonical.affine[i][j] - image[i][j]).abs() < 1e-3));
+        let same = (0..3)
+            .all(|i| (0..4).all(|j| (canonical.affine[i][j] - image.affine[i][j]).abs() < 1e-3));
         if !same {
             return Err(JsError::new(
                 "reference labels: their affine differs from the image's (not the same grid)",

@@ -212,38 +212,16 @@ mod tests {
     use super::*;
     use crate::data::testutil::*;
 
-    fn fixture(name: &str) -> (Vec<u8>, serde_json::Value) {
-        let bytes = read_bytes(&fixtures().join(name));
-        let json = read_bytes(&fixtures().join(format!("{name}.json")));
-        (bytes, serde_json::from_slice(&json).expect("fixture json"))
-    }
-
-    fn check(name: &str, got: &Volume<f32>, want: &serde_json::Value) {
-        let shape: Vec<usize> = want["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
-        assert_eq!(got.dims.to_vec(), shape, "{name}");
-        assert_affine_close(&got.affine, &json_affine(&want["affine"]), 1e-5);
-        let values = want["values"].as_array().unwrap();
-        assert_eq!(got.data.len(), values.len(), "{name}");
-        for (a, b) in got.data.iter().zip(values) {
-            assert_eq!(*a as f64, b.as_f64().unwrap(), "{name}");
-        }
-    }
-
     #[test]
     fn every_voxel_type_raw_and_gzip_reads_as_nibabel_reads_it() {
         for dt in ["uint8", "int16", "int32", "float32"] {
             for ext in [".mgh", ".mgz"] {
                 let name = format!("mgh_{dt}{ext}");
-                let (bytes, want) = fixture(&name);
+                let (bytes, want) = fixture_with_meta(&name);
                 assert!(is_mgh(&bytes), "{name}");
                 let got = crate::data::read_image(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert!(got.warnings.is_empty(), "{name}: {:?}", got.warnings);
-                check(&name, &got.volume, &want);
+                check_fixture(1e-5, &name, &got.volume, &want);
                 let labels = crate::data::read_labels(&bytes).unwrap().volume;
                 let as_f32: Vec<f32> = labels.data.iter().map(|v| *v as f32).collect();
                 assert_eq!(as_f32, got.volume.data, "{name}: integer voxels as labels");
@@ -253,15 +231,20 @@ mod tests {
 
     #[test]
     fn without_valid_geometry_the_affine_is_nibabels_default() {
-        let (bytes, want) = fixture("mgh_noras.mgh");
-        check("mgh_noras.mgh", &read_image(&bytes).unwrap().volume, &want);
+        let (bytes, want) = fixture_with_meta("mgh_noras.mgh");
+        check_fixture(
+            1e-5,
+            "mgh_noras.mgh",
+            &read_image(&bytes).unwrap().volume,
+            &want,
+        );
     }
 
     #[test]
     fn a_four_d_file_gives_its_first_frame_and_says_so() {
-        let (bytes, want) = fixture("mgh_four_d.mgz");
+        let (bytes, want) = fixture_with_meta("mgh_four_d.mgz");
         let got = read_image(&bytes).unwrap();
-        check("mgh_four_d.mgz", &got.volume, &want);
+        check_fixture(1e-5, "mgh_four_d.mgz", &got.volume, &want);
         assert!(
             got.warnings.iter().any(|w| w.contains("2 frames")),
             "{:?}",
@@ -279,7 +262,7 @@ mod tests {
 
     #[test]
     fn truncated_or_odd_files_are_refused_with_a_reason() {
-        let (bytes, _) = fixture("mgh_float32.mgh");
+        let (bytes, _) = fixture_with_meta("mgh_float32.mgh");
         let short = &bytes[..HEADER_SIZE + 10];
         assert!(matches!(
             read_image(short),

@@ -7,6 +7,7 @@ use std::io::Read;
 
 use super::error::{DataError, Result};
 use super::nifti::read::gz_err;
+use super::nifti::ScalarType;
 use super::volume::{image_voxels, label_voxels, Loaded, Volume, MAX_VOXELS};
 
 /// True when the bytes start with NRRD's magic line (`NRRD0001` … `NRRD0005`).
@@ -41,85 +42,31 @@ fn bad(msg: impl Into<String>) -> DataError {
     DataError::Nrrd(msg.into())
 }
 
-/// Voxel types NRRD names (each with its aliases from the format's specification).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    I8,
-    U8,
-    I16,
-    U16,
-    I32,
-    U32,
-    I64,
-    U64,
-    F32,
-    F64,
-}
-
-impl Kind {
-    fn of(name: &str) -> Result<Self> {
-        let k = match name {
-            "signed char" | "int8" | "int8_t" => Kind::I8,
-            "uchar" | "unsigned char" | "uint8" | "uint8_t" => Kind::U8,
-            "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => {
-                Kind::I16
-            }
-            "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => Kind::U16,
-            "int" | "signed int" | "int32" | "int32_t" => Kind::I32,
-            "uint" | "unsigned int" | "uint32" | "uint32_t" => Kind::U32,
-            "longlong"
-            | "long long"
-            | "long long int"
-            | "signed long long"
-            | "signed long long int"
-            | "int64"
-            | "int64_t" => Kind::I64,
-            "ulonglong"
-            | "unsigned long long"
-            | "unsigned long long int"
-            | "uint64"
-            | "uint64_t" => Kind::U64,
-            "float" => Kind::F32,
-            "double" => Kind::F64,
-            _ => return Err(bad(format!("voxel type \"{name}\" is not a number type"))),
-        };
-        Ok(k)
-    }
-
-    fn size(self) -> usize {
-        match self {
-            Kind::I8 | Kind::U8 => 1,
-            Kind::I16 | Kind::U16 => 2,
-            Kind::I32 | Kind::U32 | Kind::F32 => 4,
-            Kind::I64 | Kind::U64 | Kind::F64 => 8,
+/// The voxel type an NRRD `type` names (with its aliases from the format's specification):
+/// the same scalar types as NIfTI's.
+fn scalar_type(name: &str) -> Result<ScalarType> {
+    use ScalarType as T;
+    Ok(match name {
+        "signed char" | "int8" | "int8_t" => T::I8,
+        "uchar" | "unsigned char" | "uint8" | "uint8_t" => T::U8,
+        "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => T::I16,
+        "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => T::U16,
+        "int" | "signed int" | "int32" | "int32_t" => T::I32,
+        "uint" | "unsigned int" | "uint32" | "uint32_t" => T::U32,
+        "longlong"
+        | "long long"
+        | "long long int"
+        | "signed long long"
+        | "signed long long int"
+        | "int64"
+        | "int64_t" => T::I64,
+        "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => {
+            T::U64
         }
-    }
-
-    fn decode(self, b: &[u8], big: bool) -> f64 {
-        macro_rules! num {
-            ($t:ty, $n:literal) => {{
-                let mut a = [0u8; $n];
-                a.copy_from_slice(&b[..$n]);
-                (if big {
-                    <$t>::from_be_bytes(a)
-                } else {
-                    <$t>::from_le_bytes(a)
-                }) as f64
-            }};
-        }
-        match self {
-            Kind::I8 => b[0] as i8 as f64,
-            Kind::U8 => b[0] as f64,
-            Kind::I16 => num!(i16, 2),
-            Kind::U16 => num!(u16, 2),
-            Kind::I32 => num!(i32, 4),
-            Kind::U32 => num!(u32, 4),
-            Kind::I64 => num!(i64, 8),
-            Kind::U64 => num!(u64, 8),
-            Kind::F32 => num!(f32, 4),
-            Kind::F64 => num!(f64, 8),
-        }
-    }
+        "float" => T::F32,
+        "double" => T::F64,
+        _ => return Err(bad(format!("voxel type \"{name}\" is not a number type"))),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -273,7 +220,7 @@ struct Raw {
 
 fn read_raw(bytes: &[u8]) -> Result<Raw> {
     let (f, data) = parse_header(bytes)?;
-    let kind = Kind::of(need(&f.kind, "type")?)?;
+    let kind = scalar_type(need(&f.kind, "type")?)?;
     let sizes: Vec<usize> = need(&f.sizes, "sizes")?
         .split_whitespace()
         .map(|s| s.parse::<usize>())
@@ -408,7 +355,7 @@ fn spatial_axes(f: &Fields, n_axes: usize, warnings: &mut Vec<String>) -> Result
 }
 
 /// All elements of the file, axis 0 fastest, in the file's encoding.
-fn decode(f: &Fields, kind: Kind, data: &[u8], elements: usize) -> Result<Vec<f64>> {
+fn decode(f: &Fields, kind: ScalarType, data: &[u8], elements: usize) -> Result<Vec<f64>> {
     let encoding = match need(&f.encoding, "encoding")?.to_ascii_lowercase().as_str() {
         "raw" => Encoding::Raw,
         "gzip" | "gz" => Encoding::Gzip,
@@ -476,7 +423,7 @@ fn decode(f: &Fields, kind: Kind, data: &[u8], elements: usize) -> Result<Vec<f6
     }
     Ok(body[..want]
         .chunks_exact(kind.size())
-        .map(|c| kind.decode(c, big))
+        .map(|c| kind.decode(c, !big))
         .collect())
 }
 
@@ -484,28 +431,6 @@ fn decode(f: &Fields, kind: Kind, data: &[u8], elements: usize) -> Result<Vec<f6
 mod tests {
     use super::*;
     use crate::data::testutil::*;
-
-    fn fixture(name: &str) -> (Vec<u8>, serde_json::Value) {
-        let bytes = read_bytes(&fixtures().join(name));
-        let json = read_bytes(&fixtures().join(format!("{name}.json")));
-        (bytes, serde_json::from_slice(&json).expect("fixture json"))
-    }
-
-    fn check(name: &str, got: &Volume<f32>, want: &serde_json::Value) {
-        let shape: Vec<usize> = want["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
-        assert_eq!(got.dims.to_vec(), shape, "{name}");
-        assert_affine_close(&got.affine, &json_affine(&want["affine"]), 1e-9);
-        let values = want["values"].as_array().unwrap();
-        assert_eq!(got.data.len(), values.len(), "{name}");
-        for (a, b) in got.data.iter().zip(values) {
-            assert_eq!(*a as f64, b.as_f64().unwrap() as f32 as f64, "{name}");
-        }
-    }
 
     #[test]
     fn every_voxel_type_raw_gzip_and_text_reads_as_pynrrd_reads_it() {
@@ -516,11 +441,11 @@ mod tests {
         for dt in types {
             for enc in ["raw", "gzip", "ascii"] {
                 let name = format!("nrrd_{dt}_{enc}.nrrd");
-                let (bytes, want) = fixture(&name);
+                let (bytes, want) = fixture_with_meta(&name);
                 assert!(is_nrrd(&bytes), "{name}");
                 let got = crate::data::read_image(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert!(got.warnings.is_empty(), "{name}: {:?}", got.warnings);
-                check(&name, &got.volume, &want);
+                check_fixture(1e-9, &name, &got.volume, &want);
                 let labels = crate::data::read_labels(&bytes).unwrap().volume;
                 let as_f32: Vec<f32> = labels.data.iter().map(|v| *v as f32).collect();
                 assert_eq!(as_f32, got.volume.data, "{name}: integer voxels as labels");
@@ -531,16 +456,16 @@ mod tests {
     #[test]
     fn big_endian_and_each_named_space_give_the_ras_affine() {
         for name in ["nrrd_bigendian.nrrd", "nrrd_ras.nrrd", "nrrd_las.nrrd"] {
-            let (bytes, want) = fixture(name);
-            check(name, &read_image(&bytes).unwrap().volume, &want);
+            let (bytes, want) = fixture_with_meta(name);
+            check_fixture(1e-9, name, &read_image(&bytes).unwrap().volume, &want);
         }
     }
 
     #[test]
     fn a_list_axis_gives_its_first_element_and_says_so() {
-        let (bytes, want) = fixture("nrrd_list_first.nrrd");
+        let (bytes, want) = fixture_with_meta("nrrd_list_first.nrrd");
         let got = read_image(&bytes).unwrap();
-        check("nrrd_list_first.nrrd", &got.volume, &want);
+        check_fixture(1e-9, "nrrd_list_first.nrrd", &got.volume, &want);
         assert!(
             got.warnings.iter().any(|w| w.contains("2 elements")),
             "{:?}",
@@ -550,15 +475,15 @@ mod tests {
 
     #[test]
     fn spacings_without_orientation_give_a_diagonal_affine_with_a_warning() {
-        let (bytes, want) = fixture("nrrd_spacings.nrrd");
+        let (bytes, want) = fixture_with_meta("nrrd_spacings.nrrd");
         let got = read_image(&bytes).unwrap();
-        check("nrrd_spacings.nrrd", &got.volume, &want);
+        check_fixture(1e-9, "nrrd_spacings.nrrd", &got.volume, &want);
         assert!(got.warnings.iter().any(|w| w.contains("no orientation")));
     }
 
     #[test]
     fn odd_or_truncated_files_are_refused_with_a_reason() {
-        let (bytes, _) = fixture("nrrd_int16_raw.nrrd");
+        let (bytes, _) = fixture_with_meta("nrrd_int16_raw.nrrd");
         let err = |b: &[u8]| read_image(b).unwrap_err().to_string();
         assert!(matches!(
             read_image(&bytes[..bytes.len() - 3]),

@@ -1,5 +1,6 @@
 //! Test helpers: where the real test data and the Python cross-check scripts are.
 
+use crate::data::Volume;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -162,6 +163,32 @@ pub fn fixtures() -> &'static Path {
         python_run("make_fixtures.py", &[d.to_str().expect("utf-8 temp path")]);
         d
     })
+}
+
+/// A fixture file and the JSON its writer's library read back (`NAME.json`: shape, affine,
+/// values x fastest).
+pub fn fixture_with_meta(name: &str) -> (Vec<u8>, serde_json::Value) {
+    let bytes = read_bytes(&fixtures().join(name));
+    let json = read_bytes(&fixtures().join(format!("{name}.json")));
+    (bytes, serde_json::from_slice(&json).expect("fixture json"))
+}
+
+/// A volume read by us equals its fixture's JSON: shape, affine within `tol`, every value
+/// (as f32, the volume's type).
+pub fn check_fixture(tol: f64, name: &str, got: &Volume<f32>, want: &serde_json::Value) {
+    let shape: Vec<usize> = want["shape"]
+        .as_array()
+        .expect("shape")
+        .iter()
+        .map(|v| v.as_u64().expect("size") as usize)
+        .collect();
+    assert_eq!(got.dims.to_vec(), shape, "{name}");
+    assert_affine_close(&got.affine, &json_affine(&want["affine"]), tol);
+    let values = want["values"].as_array().expect("values");
+    assert_eq!(got.data.len(), values.len(), "{name}");
+    for (a, b) in got.data.iter().zip(values) {
+        assert_eq!(*a, b.as_f64().expect("value") as f32, "{name}");
+    }
 }
 
 pub fn json_affine(v: &serde_json::Value) -> [[f64; 4]; 4] {

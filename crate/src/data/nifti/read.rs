@@ -76,7 +76,8 @@ impl ScalarType {
         }
     }
 
-    fn decode(self, b: &[u8], le: bool) -> f64 {
+    /// One voxel from its bytes (also NRRD's, which names the same types).
+    pub(crate) fn decode(self, b: &[u8], le: bool) -> f64 {
         macro_rules! num {
             ($t:ty) => {{
                 let mut a = [0u8; std::mem::size_of::<$t>()];

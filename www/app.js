@@ -3,13 +3,12 @@
 // State that the tests read is on window.brainsam.
 
 import { EngineClient } from './client.js';
-import { Viewer } from './viewer.js';
+import { Viewer, PLANE_AXES } from './viewer.js';
 import { dice, readSlice, writeSlice, replaceLabel, countLabel, downloadBytes, volumesCsv, colourTable, fmtMs, fmtBytes } from './util.js';
 import { paintLine, fillEnclosed } from './edit.js';
 import { saveImage, saveWork, loadSession, clearSession } from './store.js';
 import { LabelRender } from './render3d.js';
 import { isDicom, dicomToNifti, droppedFiles } from './dicom.js';
-import { PLANE_AXES } from './viewer.js';
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -35,7 +34,7 @@ const state = {
   imageBytes: null, imageKey: '', imageStored: false, dirty: false, autosave: false, savedAt: 0, changedAt: 0, stroke: null,
 };
 const engine = new EngineClient();
-const viewer = new Viewer(Array.from(document.querySelectorAll('.view')), {
+const viewer = new Viewer(/** @type {HTMLCanvasElement} */ ($('planes')), Array.from(document.querySelectorAll('.view')), {
   onPoint: (axis, index, u, v, positive) => edit(() => addPoint(axis, index, u, v, positive)),
   onBox: (axis, index, box) => edit(() => setBox(axis, index, box)),
   onSlice: (axis, index) => focus(axis, index),
@@ -261,6 +260,7 @@ function handEdited(axis, index, before, prompt) {
 let saveTimer = 0;
 // After every change of the labels: not exported yet, and saved in the browser shortly.
 function changed() {
+  viewer.labelsEdited();
   render3d.schedule(state.structures);
   state.dirty = true;
   state.changedAt = Date.now();
@@ -295,6 +295,7 @@ function offerRestore(saved) {
     await openImage(saved.image.bytes.slice(0), saved.image.name);
     if (saved.work.labels.length !== state.labels.length) throw new Error('The saved labels do not fit the saved image; they were not restored.');
     state.labels.set(saved.work.labels);
+    viewer.labelsEdited();
     state.history = saved.work.history || [];
     state.prompt = viewer.prompt = saved.work.prompt || null;
     for (const s of saved.work.custom || []) if (!state.structures.some((t) => t.id === s.id)) state.structures.push(s);
@@ -489,7 +490,7 @@ async function openImage(bytes, name) {
     state.prompt = viewer.prompt = null;
     state.lastMask = null;
     state.lastPropagation = null; // of the previous image
-    viewer.setVolume(r.dims, r.spacing, r.gray, state.labels);
+    await viewer.setVolume(r.dims, r.spacing, r.gray, state.labels);
     render3d.show(r.dims, r.spacing, state.labels, state.structures); // not awaited: the planes need not wait
     const warn = r.warnings.length ? `\n${r.warnings.join('\n')}` : '';
     $('image-info').textContent = `${name}\n${r.source_dims.join('×')} voxels, ${r.spacing.map((s) => s.toFixed(2)).join('×')} mm, ${r.axcodes} → shown as RAS${warn}`;

@@ -1,10 +1,8 @@
 // @ts-check
 // The 3-D view: the labels rendered by niivue (WebGL2 ray casting), each structure in its
-// colour, rotated by dragging; only the box around the labelled voxels, so they fill it. niivue is loaded on first use from vendor/ (3 MB), so a
-// page that never opens an image never pays for it; without WebGL2 the view says so and the
-// rest of the page works as before.
+// colour, rotated by dragging; only the box around the labelled voxels, so they fill it.
 
-const NIIVUE = 'vendor/niivue.js';
+import { loadNiivue } from './niivue.js';
 
 export class LabelRender {
   /** @param {HTMLCanvasElement} canvas @param {HTMLElement} status */
@@ -35,6 +33,7 @@ export class LabelRender {
   /** Labels or colours changed: re-render soon (changes come in bursts while painting). */
   schedule(structures = this.structures) {
     this.structures = structures;
+    if (!this.failed) this.status.textContent = ''; // until the update says otherwise
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.ready = (this.ready ?? Promise.resolve()).then(() => this.#update()).catch((e) => this.#fail(e));
@@ -48,8 +47,7 @@ export class LabelRender {
 
   async #load() {
     if (this.nv) return;
-    if (!document.createElement('canvas').getContext('webgl2')) throw new Error('this browser has no WebGL2');
-    this.lib = await import(new URL(NIIVUE, location.href).href);
+    this.lib = await loadNiivue();
     this.nv = new this.lib.Niivue({
       backColor: [0.05, 0.05, 0.07, 1], show3Dcrosshair: false, isOrientCube: true,
       dragAndDropEnabled: false, logLevel: 'error', loadingText: '',

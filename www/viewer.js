@@ -1,51 +1,89 @@
 // @ts-check
-// Three-plane canvas viewer of a canonical (RAS+) volume: grey image, label overlay,
-// crosshair, prompts. Slices follow the crate's convention (data::slicing): along `axis`,
-// u is the lower remaining axis (columns), v the higher (rows). On screen u runs right and
-// v runs up, so every plane is shown in neurological orientation (R right, A/S up).
+// The three planes of a canonical (RAS+) volume, drawn by niivue (WebGL2) in one canvas
+// behind the view cells: the grey image, the labels as its drawing layer in the structures'
+// colours, the crosshair and orientation letters. Input, prompts and the brush outline are
+// ours, on a transparent canvas per cell, mapped to voxels through niivue's own tile
+// geometry, so a click lands on the voxel drawn under the mouse. niivue is given the grid
+// with a diagonal affine, so its voxel order is ours and it shares the label array.
+// Slices follow the crate's convention (data::slicing): along `axis`, u is the lower
+// remaining axis (columns), v the higher (rows); on screen u runs right and v up
+// (neurological: R right, A/S up).
+
+import { loadNiivue } from './niivue.js';
 
 export const PLANE_AXES = [[1, 2], [0, 2], [0, 1]];
 // Hand-correction tools: drag to paint (brush, erase), click to fill.
 const PAINT_TOOLS = ['brush', 'erase'];
-// Screen-edge letters (left, right, top) per slice axis.
-const EDGES = [['P', 'A', 'S'], ['L', 'R', 'S'], ['L', 'R', 'A']];
+// niivue's slice type per slice axis (its AXIAL 0, CORONAL 1, SAGITTAL 2).
+const SLICE_TYPE = [2, 1, 0];
+const MAX_ZOOM = 16;
 
 export class Viewer {
-  constructor(viewEls, handlers) {
+  /** @param {HTMLCanvasElement} canvas niivue's @param {HTMLElement[]} viewEls */
+  constructor(canvas, viewEls, handlers) {
     this.h = handlers; // onPoint, onBox, onCursor, onSlice, onPaintStart, onPaint, onPaintEnd, onFill
+    this.canvas = canvas;
     this.views = viewEls.map((el) => ({
       el,
       axis: Number(el.dataset.axis),
-      canvas: el.querySelector('canvas'),
+      canvas: /** @type {HTMLCanvasElement} */ (el.querySelector('canvas')),
       label: el.querySelector('.slice'),
-      zoom: 1, panX: 0, panY: 0, geom: null,
     }));
+    this.nv = null;
     this.vol = null;
     this.tool = 'pos';
     this.opacity = 0.5;
     this.window = 255;
     this.level = 128;
-    this.colors = new Map();
+    this.shown = { window: -1, level: -1 }; // what niivue's grey layer was last given
+    this._colors = new Map();
     this.prompt = null; // {axis, index, points: [[u, v, label]], box}
     this.drag = null;
     this.brush = 2; // brush and eraser radius, slice pixels
     this.hover = null; // {view, p}: where the brush outline is drawn
+    this.labelsChanged = false;
     this.active = this.views[0];
-    this.offscreen = document.createElement('canvas');
     for (const v of this.views) this.#bind(v);
-    new ResizeObserver(() => this.draw()).observe(viewEls[0].parentElement);
+    new ResizeObserver(() => this.#resized()).observe(canvas.parentElement);
     addEventListener('keydown', (e) => this.#key(e));
   }
 
-  /** gray and labels: Uint8Array over dims, x fastest. */
-  setVolume(dims, spacing, gray, labels) {
+  set colors(m) { this._colors = m; this.#applyColors(); }
+  get colors() { return this._colors; }
+
+  /** gray and labels: Uint8Array over dims, x fastest; `labels` is drawn as it changes. */
+  async setVolume(dims, spacing, gray, labels) {
+    if (!this.nv) {
+      const lib = await loadNiivue();
+      this.nv = new lib.Niivue({
+        backColor: [0, 0, 0, 1], crosshairColor: [0.31, 0.61, 0.97, 0.6], crosshairWidth: 1,
+        isNearestInterpolation: true, interactive: false, dragAndDropEnabled: false,
+        isColorbar: false, show3Dcrosshair: false, logLevel: 'error', loadingText: '',
+      });
+      this.lib = lib;
+      await this.nv.attachToCanvas(this.canvas);
+    }
+    const nv = this.nv;
+    this.vol = null;
+    for (const v of [...nv.volumes]) nv.removeVolume(v);
+    const [sx, sy, sz] = spacing;
+    const affine = [sx, 0, 0, 0, 0, sy, 0, 0, 0, 0, sz, 0, 0, 0, 0, 1];
+    const nifti = this.lib.NVImage.createNiftiArray(dims, spacing, affine, 2, gray);
+    await nv.loadFromArrayBuffer(nifti.buffer, 'image.nii');
+    nv.createEmptyDrawing();
+    nv.drawBitmap = labels; // shared: edits only need a re-upload
     this.vol = { dims, spacing, gray, labels };
+    this.shown = { window: -1, level: -1 };
+    this.labelsChanged = true;
+    this.#applyColors();
+    nv.resizeListener();
+    this.#layout();
     this.cursor = dims.map((d) => Math.floor(d / 2));
     this.resetZoom();
   }
 
   resetZoom() {
-    for (const v of this.views) Object.assign(v, { zoom: 1, panX: 0, panY: 0 });
+    if (this.nv) this.nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
     this.draw();
   }
 
@@ -58,107 +96,110 @@ export class Viewer {
 
   draw() {
     if (!this.vol) return;
+    const nv = this.nv;
+    if (this.window !== this.shown.window || this.level !== this.shown.level) {
+      const back = nv.volumes[0];
+      back.cal_min = this.level - this.window / 2;
+      back.cal_max = this.level + this.window / 2;
+      nv.updateGLVolume();
+      this.shown = { window: this.window, level: this.level };
+    }
+    if (this.labelsChanged) { nv.refreshDrawing(false); this.labelsChanged = false; }
+    nv.drawOpacity = this.opacity;
+    nv.scene.crosshairPos = nv.vox2frac(this.cursor);
+    nv.drawScene();
     for (const v of this.views) this.#drawView(v);
   }
 
+  /** The labels changed outside the viewer: upload them with the next draw. */
+  labelsEdited() { this.labelsChanged = true; }
+
   /** Page coordinates of the centre of slice pixel (u, v) in the view of `axis`. */
-  pixelToClient(axis, u, vv) {
-    const view = this.views.find((v) => v.axis === axis);
-    const g = view.geom;
-    const r = view.canvas.getBoundingClientRect();
-    return { x: r.left + g.ox + (u + 0.5) * g.sx, y: r.top + g.oy + (g.rows - 1 - vv + 0.5) * g.sy };
+  pixelToClient(axis, u, v) {
+    const g = this.#geometry(axis);
+    const r = this.canvas.getBoundingClientRect();
+    return { x: r.left + g.x0 + u * g.su, y: r.top + g.y0 + v * g.sv };
   }
 
-  #geometry(view) {
-    const { dims, spacing } = this.vol;
-    const [ua, va] = PLANE_AXES[view.axis];
-    const cols = dims[ua], rows = dims[va];
-    const W = view.canvas.clientWidth, H = view.canvas.clientHeight;
-    const pw = cols * spacing[ua], ph = rows * spacing[va];
-    const fit = Math.min(W / pw, H / ph) * view.zoom;
-    const dw = pw * fit, dh = ph * fit;
+  // How slice pixels map to CSS pixels of niivue's canvas in the tile of `axis`
+  // (x = x0 + u·su, y = y0 + v·sv): the tile's extent in mm, as niivue draws it, and our
+  // affine (voxel centre at index × spacing).
+  #geometry(axis) {
+    const nv = this.nv, dpr = nv.uiData.dpr || 1;
+    const t = nv.screenSlices.find((s) => s.axCorSag === SLICE_TYPE[axis]);
+    if (!t) throw new Error(`no ${['sagittal', 'coronal', 'axial'][axis]} tile on screen`);
+    const [L, T, W, H] = t.leftTopWidthHeight;
+    const [ua, va] = PLANE_AXES[axis];
+    const kx = W / t.fovMM[0], ky = H / t.fovMM[1];
+    const sp = this.vol.spacing;
     return {
-      ua, va, cols, rows, W, H,
-      ox: (W - dw) / 2 + view.panX, oy: (H - dh) / 2 + view.panY,
-      sx: dw / cols, sy: dh / rows,
+      ua, va,
+      x0: (L - t.leftTopMM[0] * kx) / dpr, su: (sp[ua] * kx) / dpr,
+      y0: (T + H + t.leftTopMM[1] * ky) / dpr, sv: -(sp[va] * ky) / dpr,
     };
   }
 
+  // niivue's tiles placed exactly over the view cells (fractions of its canvas).
+  #layout() {
+    if (!this.nv) return;
+    const c = this.canvas.getBoundingClientRect();
+    if (!c.width || !c.height) return;
+    this.nv.setCustomLayout(this.views.map((v) => {
+      const r = v.el.getBoundingClientRect();
+      return {
+        sliceType: SLICE_TYPE[v.axis],
+        position: [(r.left - c.left) / c.width, (r.top - c.top) / c.height, r.width / c.width, r.height / c.height],
+      };
+    }));
+  }
+
+  #resized() {
+    if (!this.nv) return;
+    this.nv.resizeListener();
+    this.#layout();
+    this.draw();
+  }
+
+  #applyColors() {
+    if (!this.nv || !this.vol) return;
+    const cm = { R: [0], G: [0], B: [0], A: [0], I: [0], labels: [''] };
+    for (const [id, rgb] of [...this._colors].sort((a, b) => a[0] - b[0])) {
+      cm.R.push(rgb[0]); cm.G.push(rgb[1]); cm.B.push(rgb[2]); cm.A.push(255); cm.I.push(id); cm.labels.push(String(id));
+    }
+    this.nv.setDrawColormap(cm);
+  }
+
+  // The overlay of one cell: prompt points, box, brush outline; and its slice number.
   #drawView(view) {
-    const g = (view.geom = this.#geometry(view));
     const { canvas } = view;
     const dpr = devicePixelRatio || 1;
-    if (canvas.width !== Math.round(g.W * dpr) || canvas.height !== Math.round(g.H * dpr)) {
-      canvas.width = Math.round(g.W * dpr);
-      canvas.height = Math.round(g.H * dpr);
+    const W = canvas.clientWidth, H = canvas.clientHeight;
+    if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
+      canvas.width = Math.round(W * dpr);
+      canvas.height = Math.round(H * dpr);
     }
-    const ctx = canvas.getContext('2d');
+    const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d'));
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.fillStyle = '#000';
-    ctx.fillRect(0, 0, g.W, g.H);
+    ctx.clearRect(0, 0, W, H);
+    const g = this.#geometry(view.axis);
+    const c = this.canvas.getBoundingClientRect(), r = canvas.getBoundingClientRect();
+    // Cell coordinates of slice pixel (u, v)'s centre.
+    const at = (u, v) => [c.left - r.left + g.x0 + u * g.su, c.top - r.top + g.y0 + v * g.sv];
     const index = this.cursor[view.axis];
-    this.#renderSlice(view.axis, index, g);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(this.offscreen, g.ox, g.oy, g.cols * g.sx, g.rows * g.sy);
-    this.#drawCrosshair(ctx, view, g);
-    this.#drawPrompt(ctx, view, g, index);
-    this.#drawBrush(ctx, view, g);
-    this.#drawEdges(ctx, view, g);
+    this.#drawPrompt(ctx, view, at, index);
+    this.#drawBrush(ctx, view, at, g);
     view.label.textContent = `${index + 1} / ${this.vol.dims[view.axis]}`;
     this.h.onSlice?.(view.axis, index);
   }
 
-  // Grey (window/level) plus label colours blended at `opacity`, rows flipped so v runs up.
-  #renderSlice(axis, index, g) {
-    const { dims, gray, labels } = this.vol;
-    const strides = [1, dims[0], dims[0] * dims[1]];
-    const su = strides[g.ua], sv = strides[g.va];
-    const base = index * strides[axis];
-    const off = this.offscreen;
-    if (off.width !== g.cols || off.height !== g.rows) { off.width = g.cols; off.height = g.rows; }
-    const octx = off.getContext('2d');
-    const img = octx.createImageData(g.cols, g.rows);
-    const px = img.data;
-    const lo = this.level - this.window / 2, scale = 255 / this.window, a = this.opacity;
-    for (let v = 0; v < g.rows; v++) {
-      const row = (g.rows - 1 - v) * g.cols;
-      for (let u = 0; u < g.cols; u++) {
-        const i = base + u * su + v * sv;
-        let y = (gray[i] - lo) * scale;
-        y = y < 0 ? 0 : y > 255 ? 255 : y;
-        let r = y, gg = y, b = y;
-        const id = labels[i];
-        if (id) {
-          const c = this.colors.get(id) || [255, 255, 255];
-          r = y * (1 - a) + c[0] * a; gg = y * (1 - a) + c[1] * a; b = y * (1 - a) + c[2] * a;
-        }
-        const o = (row + u) * 4;
-        px[o] = r; px[o + 1] = gg; px[o + 2] = b; px[o + 3] = 255;
-      }
-    }
-    octx.putImageData(img, 0, 0);
-  }
-
-  #drawCrosshair(ctx, view, g) {
-    const x = g.ox + (this.cursor[g.ua] + 0.5) * g.sx;
-    const y = g.oy + (g.rows - 1 - this.cursor[g.va] + 0.5) * g.sy;
-    ctx.strokeStyle = 'rgba(79,156,247,.45)';
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.moveTo(x, g.oy); ctx.lineTo(x, g.oy + g.rows * g.sy);
-    ctx.moveTo(g.ox, y); ctx.lineTo(g.ox + g.cols * g.sx, y);
-    ctx.stroke();
-  }
-
-  #drawPrompt(ctx, view, g, index) {
+  #drawPrompt(ctx, view, at, index) {
     const p = this.prompt;
-    const at = (u, v) => [g.ox + (u + 0.5) * g.sx, g.oy + (g.rows - 1 - v + 0.5) * g.sy];
     const box = this.drag?.box && this.drag.view === view ? this.drag.box : (p && p.axis === view.axis && p.index === index ? p.box : null);
     if (box) {
-      const [x0, y1] = at(box[0] - 0.5, box[1] - 0.5), [x1, y0] = at(box[2] + 0.5, box[3] + 0.5);
+      const [x0, y0] = at(box[0] - 0.5, box[1] - 0.5), [x1, y1] = at(box[2] + 0.5, box[3] + 0.5);
       ctx.strokeStyle = '#4f9cf7';
       ctx.lineWidth = 2;
-      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
     }
     if (!p || p.axis !== view.axis || p.index !== index) return;
     for (const [u, v, l] of p.points) {
@@ -173,34 +214,53 @@ export class Viewer {
   }
 
   // The brush's footprint under the mouse, so its size is seen before painting.
-  #drawBrush(ctx, view, g) {
+  #drawBrush(ctx, view, at, g) {
     if (!PAINT_TOOLS.includes(this.tool) || this.hover?.view !== view) return;
-    const [u, v] = this.hover.p;
+    const [x, y] = at(...this.hover.p);
     const r = this.brush + 0.5;
     ctx.strokeStyle = this.tool === 'erase' ? '#e5534b' : '#fff';
     ctx.lineWidth = 1;
     ctx.beginPath();
-    ctx.ellipse(g.ox + (u + 0.5) * g.sx, g.oy + (g.rows - 1 - v + 0.5) * g.sy, r * g.sx, r * g.sy, 0, 0, 2 * Math.PI);
+    ctx.ellipse(x, y, r * Math.abs(g.su), r * Math.abs(g.sv), 0, 0, 2 * Math.PI);
     ctx.stroke();
   }
 
-  #drawEdges(ctx, view, g) {
-    const [l, r, t] = EDGES[view.axis];
-    ctx.fillStyle = '#9aa1ab';
-    ctx.font = '12px system-ui';
-    ctx.fillText(l, 6, g.H / 2);
-    ctx.fillText(r, g.W - 14, g.H / 2);
-    ctx.fillText(t, g.W / 2, 28);
+  // Client point → slice pixel (u, v) of `view`'s plane, or null outside the image: the
+  // voxel niivue draws there.
+  #toPixel(view, e) {
+    if (!this.vol) return null;
+    const nv = this.nv, dpr = nv.uiData.dpr || 1;
+    const r = this.canvas.getBoundingClientRect();
+    const x = (e.clientX - r.left) * dpr, y = (e.clientY - r.top) * dpr;
+    const tile = nv.screenSlices.findIndex((s) => s.axCorSag === SLICE_TYPE[view.axis]);
+    if (tile < 0) return null;
+    const frac = nv.screenXY2TextureFrac(x, y, tile);
+    if (frac[0] < 0) return null;
+    const vox = nv.frac2vox(frac);
+    const [ua, va] = PLANE_AXES[view.axis];
+    const { dims } = this.vol;
+    if (vox[ua] < 0 || vox[va] < 0 || vox[ua] >= dims[ua] || vox[va] >= dims[va]) return null;
+    return [vox[ua], vox[va]];
   }
 
-  // Client point → fractional slice pixel (u, v), or null outside the image.
-  #toPixel(view, e) {
-    const g = view.geom;
-    if (!g) return null;
-    const r = view.canvas.getBoundingClientRect();
-    const ix = (e.clientX - r.left - g.ox) / g.sx, iy = (e.clientY - r.top - g.oy) / g.sy;
-    if (ix < 0 || iy < 0 || ix >= g.cols || iy >= g.rows) return null;
-    return [Math.floor(ix), g.rows - 1 - Math.floor(iy)];
+  // Pan by a mouse move in `view`: the point under the mouse follows it.
+  #pan(view, dx, dy) {
+    const g = this.#geometry(view.axis);
+    const pan = this.nv.scene.pan2Dxyzmm;
+    const s = this.vol.spacing;
+    pan[g.ua] += (dx / g.su) * s[g.ua];
+    pan[g.va] += (dy / g.sv) * s[g.va];
+    this.draw();
+  }
+
+  // Zoom about the crosshair, as niivue does.
+  #zoom(f) {
+    const pan = this.nv.scene.pan2Dxyzmm;
+    const z = Math.max(0.5, Math.min(MAX_ZOOM, pan[3] * f));
+    const mm = this.cursor.map((c, i) => c * this.vol.spacing[i]);
+    for (let i = 0; i < 3; i++) pan[i] += (pan[3] - z) * mm[i];
+    pan[3] = z;
+    this.draw();
   }
 
   #bind(view) {
@@ -215,11 +275,13 @@ export class Viewer {
       if (PAINT_TOOLS.includes(this.tool) && e.button === 0 && p) {
         this.drag.paint = p;
         this.h.onPaintStart?.(view.axis, this.cursor[view.axis], p);
-        this.#drawView(view);
+        this.labelsChanged = true;
+        this.draw();
       }
     });
-    c.addEventListener('mouseleave', () => { if (this.hover?.view === view) { this.hover = null; this.#drawView(view); } });
+    c.addEventListener('mouseleave', () => { if (this.hover?.view === view) { this.hover = null; if (this.vol) this.#drawView(view); } });
     addEventListener('mousemove', (e) => {
+      if (!this.vol) return;
       if (PAINT_TOOLS.includes(this.tool) && e.target === c) {
         const p = this.#toPixel(view, e);
         this.hover = p ? { view, p } : null;
@@ -232,7 +294,8 @@ export class Viewer {
         if (p && (p[0] !== d.paint[0] || p[1] !== d.paint[1])) {
           this.h.onPaint?.(view.axis, this.cursor[view.axis], d.paint, p);
           d.paint = p;
-          this.#drawView(view);
+          this.labelsChanged = true;
+          this.draw();
         }
         return;
       }
@@ -243,12 +306,11 @@ export class Viewer {
         d.box = [Math.min(d.start[0], p[0]), Math.min(d.start[1], p[1]), Math.max(d.start[0], p[0]), Math.max(d.start[1], p[1])];
         this.#drawView(view);
       } else if (this.tool === 'nav' || d.button === 1) {
-        view.panX += e.clientX - d.x; view.panY += e.clientY - d.y;
+        this.#pan(view, e.clientX - d.x, e.clientY - d.y);
         d.x = e.clientX; d.y = e.clientY;
-        this.#drawView(view);
       }
     });
-    addEventListener('mouseup', (e) => {
+    addEventListener('mouseup', () => {
       const d = this.drag;
       if (!d || d.view !== view) return;
       this.drag = null;
@@ -263,14 +325,14 @@ export class Viewer {
         this.h.onBox?.(view.axis, index, d.box);
       } else if (!d.moved && d.start) {
         const [u, v] = d.start;
-        const g = view.geom;
-        const c = [...this.cursor];
-        c[g.ua] = u; c[g.va] = v;
-        if (this.tool === 'nav' || this.tool === 'box') { this.setCursor(c); return; }
+        const [ua, va] = PLANE_AXES[view.axis];
+        const cur = [...this.cursor];
+        cur[ua] = u; cur[va] = v;
+        if (this.tool === 'nav' || this.tool === 'box') { this.setCursor(cur); return; }
         if (this.tool === 'fill') { if (d.button === 0) this.h.onFill?.(view.axis, index, u, v); return; }
         const negative = this.tool === 'neg' || d.button === 2 || d.shift;
         if (d.button === 1) return;
-        this.cursor = c;
+        this.cursor = cur;
         this.h.onCursor?.(this.cursor);
         this.h.onPoint?.(view.axis, index, u, v, !negative);
       }
@@ -279,18 +341,8 @@ export class Viewer {
     c.addEventListener('wheel', (e) => {
       if (!this.vol) return;
       e.preventDefault();
-      if (e.ctrlKey || e.metaKey) {
-        const r = c.getBoundingClientRect();
-        const mx = e.clientX - r.left - view.geom.W / 2 - view.panX, my = e.clientY - r.top - view.geom.H / 2 - view.panY;
-        const f = e.deltaY < 0 ? 1.15 : 1 / 1.15;
-        const z = Math.max(0.5, Math.min(16, view.zoom * f));
-        const k = z / view.zoom;
-        view.panX -= mx * (k - 1); view.panY -= my * (k - 1);
-        view.zoom = z;
-        this.#drawView(view);
-      } else {
-        this.step(view.axis, e.deltaY < 0 ? 1 : -1);
-      }
+      if (e.ctrlKey || e.metaKey) this.#zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15);
+      else this.step(view.axis, e.deltaY < 0 ? 1 : -1);
     }, { passive: false });
   }
 

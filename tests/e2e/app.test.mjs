@@ -202,6 +202,60 @@ r, g, b = p[..., 0], p[..., 1], p[..., 2]
 print(int(((r > g + 60) & (b > g + 40) & (r > b)).sum()))`, png], { encoding: 'utf8' }));
 }
 
+// niivue's drawing of the labels in the plane of `axis`, checked against the page's labels on
+// the shown slice: of the screen pixels at the centres of the inner voxels of `id`, the share drawn
+// as its colour blended over grey at the page's opacity (what is left after taking out the
+// colour's part is grey: three equal channels); of those at unlabelled voxels 2–3 voxels
+// away from it, the share that is. A mask drawn mirrored, shifted or on another slice fails
+// one or the other. Voxels under the crosshair or a prompt's mark are left out. Counted by
+// numpy in a screenshot of the planes.
+async function maskInPlane(axis, id, name) {
+  const page = ctx.page;
+  const pts = await page.evaluate(([axis, id]) => {
+    const { state, viewer } = window.brainsam;
+    const d = state.volume.dims, index = viewer.cursor[axis];
+    const [ua, va] = [[1, 2], [0, 2], [0, 1]][axis];
+    const strides = [1, d[0], d[0] * d[1]];
+    const at = (u, v) => (u < 0 || v < 0 || u >= d[ua] || v >= d[va] ? 0 : state.labels[index * strides[axis] + u * strides[ua] + v * strides[va]]);
+    // WebGL draws tiles on whole pixels, niivue places them to a fraction of one: edge
+    // voxels may shift by up to a pixel, so only voxels whose 8 neighbours share the label count.
+    const interior = (u, v) => { for (let dv = -1; dv <= 1; dv++) for (let du = -1; du <= 1; du++) if (at(u + du, v + dv) !== id) return false; return true; };
+    const near = (u, v, r) => { for (let dv = -r; dv <= r; dv++) for (let du = -r; du <= r; du++) if (at(u + du, v + dv) === id) return true; return false; };
+    // Not where the crosshair or a prompt's mark is drawn over the labels.
+    const marks = state.prompt && state.prompt.axis === axis && state.prompt.index === index ? state.prompt.points : [];
+    const covered = (u, v) => Math.abs(u - viewer.cursor[ua]) <= 1 || Math.abs(v - viewer.cursor[va]) <= 1
+      || marks.some(([pu, pv]) => Math.hypot(pu - u, pv - v) <= 5);
+    const inside = [], outside = [];
+    for (let v = 0; v < d[va]; v++) for (let u = 0; u < d[ua]; u++) {
+      if (covered(u, v)) continue;
+      if (interior(u, v)) inside.push([u, v]);
+      else if (at(u, v) === 0 && near(u, v, 3) && !near(u, v, 1)) outside.push([u, v]);
+    }
+    const r = document.getElementById('planes').getBoundingClientRect();
+    const px = ([u, v]) => { const c = viewer.pixelToClient(axis, u, v); return [Math.floor(c.x - r.left), Math.floor(c.y - r.top)]; };
+    const rgb = state.structures.find((t) => t.id === id).rgb;
+    return { inside: inside.map(px), outside: outside.map(px), rgb, opacity: viewer.opacity };
+  }, [axis, id]);
+  assert.ok(pts.inside.length > 0, `no voxels of ${id} on the shown slice of axis ${axis}`);
+  const png = join(ARTIFACTS, 'screenshots', `${name}.png`);
+  await page.locator('#planes').screenshot({ path: png });
+  writeArtifact(`screenshots/${name}.json`, JSON.stringify(pts));
+  const out = JSON.parse(execFileSync(PYTHON, ['-c', `
+import json, sys, numpy as np
+from PIL import Image
+p = np.asarray(Image.open(sys.argv[1]).convert("RGB")).astype(int)
+pts = json.load(sys.stdin)
+def share(q):
+    q = np.array(q).reshape(-1, 2)
+    q = q[(q[:, 0] >= 0) & (q[:, 1] >= 0) & (q[:, 0] < p.shape[1]) & (q[:, 1] < p.shape[0])]
+    grey = p[q[:, 1], q[:, 0]] - pts["opacity"] * np.array(pts["rgb"])
+    return float(((grey.max(1) - grey.min(1) <= 12) & (grey.min(1) >= -6)).mean()) if len(q) else 0.0
+print(json.dumps({"inside": share(pts["inside"]), "outside": share(pts["outside"])}))`, png], { input: JSON.stringify(pts), encoding: 'utf8' }));
+  console.log(`${name}: ${pts.inside.length} voxels of ${id} drawn ${(100 * out.inside).toFixed(1)} % in its colour, ${pts.outside.length} around it ${(100 * out.outside).toFixed(1)} %`);
+  assert.ok(out.inside >= 0.95, `${name}: only ${(100 * out.inside).toFixed(1)} % of the mask's voxels drawn in its colour`);
+  assert.ok(out.outside <= 0.05, `${name}: ${(100 * out.outside).toFixed(1)} % of the voxels around the mask drawn in its colour`);
+}
+
 function assertSameOrigin(log, origin) {
   const foreign = log.requests.filter((u) => !u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:'));
   assert.deepEqual(foreign, []);
@@ -243,7 +297,7 @@ describe('brainsam in Chromium on WebGPU', () => {
     await uploadSynthetic();
     const page = ctx.page;
     const z0 = await page.evaluate(() => window.brainsam.viewer.cursor[2]);
-    const box = await page.locator('.view[data-axis="2"] canvas').boundingBox();
+    const box = await page.locator('.view[data-axis="2"]').boundingBox();
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
     await page.mouse.wheel(0, -100);
     assert.equal(await page.evaluate(() => window.brainsam.viewer.cursor[2]), z0 + 1);
@@ -333,6 +387,7 @@ print(json.dumps([int(round(v)) for v in np.linalg.solve(a, [-25, 2, 0, 1])[:3]]
   const m = await page.evaluate(() => window.brainsam.state.lastMask);
   console.log(`sample, voxel ${[x, y, z]}: ${m.pixels} px, predicted IoU ${m.iou.toFixed(3)}`);
   await screenshot(page, name);
+  await maskInPlane(2, PUTAMEN, `${name}-axial`);
   // The putamen's axial section at z = 0 is ~4 cm²: a trained model's mask is of that order.
   if (build.model?.trained) assert.ok(m.pixels >= 100 && m.pixels <= 1500, `${m.pixels} px`);
 }
@@ -377,6 +432,7 @@ describe('brainsam in Chromium without WebGPU', () => {
     });
     const shown = await putamenIn3d(0, '00-sample-3d-view');
     await screenshot(page, '00-sample-3d');
+    for (const [axis, plane] of [[2, 'axial'], [1, 'coronal'], [0, 'sagittal']]) await maskInPlane(axis, PUTAMEN, `00-sample-3d-${plane}`);
     // Reported, not gated: a left putamen is typically 4–6 cm³.
     console.log(`sample, left putamen in 3-D: ${p.voxels} voxels = ${(p.mm3 / 1000).toFixed(2)} cm³, slices ${p.from}..${p.to}, stops ${p.ends}; 3-D view ${shown} putamen pixels (${empty3d} before)`);
     assert.ok(shown >= empty3d + 300, `3-D view: ${shown} putamen pixels, ${empty3d} before`);
@@ -603,6 +659,7 @@ nib.save(nib.MGHImage(np.asarray(img.dataobj, dtype=np.float32), img.affine), sy
     p = await plane();
     for (let v = v0; v <= v0 + side; v++) for (let u = u0; u <= u0 + side; u++) assert.equal(px(p, u, v), THALAMUS, `filled (${u}, ${v})`);
     await screenshot(page, '11-hand-fill');
+    await maskInPlane(2, THALAMUS, '11-hand-fill-axial');
     // A fill where nothing encloses the click is refused with a reason, and changes nothing.
     const open = await at(2, 2);
     await page.mouse.click(open.x, open.y);

@@ -467,6 +467,7 @@ pub fn parse_stop_rules(spec: &str) -> Result<StopRules, String> {
             "max_extent" => r.max_extent = v,
             "box_margin" => r.box_margin = v as f32,
             "dense_prompt" => r.dense_prompt = v != 0.0,
+            "three_planes" => r.three_planes = v != 0.0,
             o => return Err(format!("no rule `{o}`")),
         }
     }

@@ -10,6 +10,7 @@
 mod cache;
 mod error;
 mod focus;
+mod planes;
 pub mod prompts;
 mod propagate;
 mod session;

@@ -39,6 +39,9 @@ pub struct StopRules {
     pub box_margin: f32,
     /// Give the previous slice's mask as the dense prompt too (a model trained for it).
     pub dense_prompt: bool,
+    /// Also walk the other two slice axes and keep the voxels two of the three walks
+    /// agree on ([`Session::propagate`]).
+    pub three_planes: bool,
 }
 
 impl Default for StopRules {
@@ -57,6 +60,7 @@ impl Default for StopRules {
             // compounds slice by slice (subjects 01–02: Dice 0.572 with 1 px, 0.591 without).
             box_margin: 0.0,
             dense_prompt: false,
+            three_planes: false,
         }
     }
 }
@@ -190,6 +194,7 @@ impl StopRules {
             max_extent: f64::INFINITY,
             box_margin: 1.0,
             dense_prompt: true,
+            three_planes: false,
         }
     }
 
@@ -260,9 +265,32 @@ impl Tissue {
 impl Session {
     /// Propagates `seed` (the mask on slice `index` along `axis`) in both directions,
     /// stopping each way by `rules`; each slice's box prompt names `structure` (a kind), if
-    /// given. `progress(done, total)` is called per slice.
+    /// given. `progress(done, total)` is called per slice. With `rules.three_planes` the
+    /// result is reconciled with walks along the other two axes (`planes`).
     #[allow(clippy::too_many_arguments)] // one walk's distinct inputs; a struct would only rename them
     pub async fn propagate(
+        &mut self,
+        sam: &Sam,
+        axis: usize,
+        index: usize,
+        seed: &SliceMask,
+        structure: Option<usize>,
+        rules: &StopRules,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Propagation, SegmentError> {
+        let first = self
+            .walk(sam, axis, index, seed, structure, rules, progress)
+            .await?;
+        if !rules.three_planes {
+            return Ok(first);
+        }
+        self.reconcile_planes(sam, axis, first, structure, rules, progress)
+            .await
+    }
+
+    /// One walk along `axis` from `seed`, both directions.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn walk(
         &mut self,
         sam: &Sam,
         axis: usize,

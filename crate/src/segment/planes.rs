@@ -13,7 +13,11 @@ fn section_areas(mask: &[u8], dims: [usize; 3], axis: usize) -> Vec<usize> {
     let mut areas = vec![0usize; dims[axis]];
     for (i, &m) in mask.iter().enumerate() {
         if m != 0 {
-            let at = [i % dims[0], (i / dims[0]) % dims[1], i / (dims[0] * dims[1])];
+            let at = [
+                i % dims[0],
+                (i / dims[0]) % dims[1],
+                i / (dims[0] * dims[1]),
+            ];
             areas[at[axis]] += 1;
         }
     }
@@ -71,7 +75,11 @@ impl Session {
             masks.push(walk.mask);
         }
         // Without both cross walks there is nothing to outvote the first.
-        let mask = if masks.len() == 3 { vote(&masks, 2) } else { first.mask };
+        let mask = if masks.len() == 3 {
+            vote(&masks, 2)
+        } else {
+            first.mask
+        };
         Ok(Propagation {
             mask,
             ends: first.ends,

@@ -37,6 +37,22 @@ pub fn libtorch() -> Device {
     Device::libtorch()
 }
 
+/// Whether convolutions should run as the backend's own op rather than our single-matmul
+/// form ([`crate::model::common::conv2d_matmul`]): LibTorch's (oneDNN's) convolution and its
+/// backward beat the matmul form (bundled LoRA step ~10 % faster, docs/speed.md); Flex's and
+/// NdArray's direct convolutions do not.
+pub fn prefers_native_conv(device: &Device) -> bool {
+    #[cfg(feature = "libtorch")]
+    if matches!(
+        device.clone().inner().as_dispatch(),
+        burn::backend::DispatchDevice::LibTorch(_)
+    ) {
+        return true;
+    }
+    let _ = device;
+    false
+}
+
 /// The default wgpu device: Vulkan, Metal or DX12 natively, WebGPU in a browser.
 #[cfg(feature = "wgpu")]
 pub async fn gpu() -> Result<Device, String> {

@@ -100,8 +100,12 @@ impl UpConv2x2 {
 /// `Conv2d::forward` as one matmul, for the encoder's two kinds of convolution: patchify
 /// (stride = kernel, no padding) and "same" (stride 1, padding k/2). burn-ndarray's direct
 /// convolution is an order of magnitude slower than its matmul for these shapes, and the
-/// backward pass of slices and a matmul is cheap everywhere. Other shapes use `forward`.
+/// backward pass of slices and a matmul is cheap everywhere. Other shapes, and backends with
+/// a faster convolution of their own (LibTorch), use `forward`.
 pub fn conv2d_matmul(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if crate::backend::prefers_native_conv(&x.device()) {
+        return conv.forward(x);
+    }
     let [o, c, kh, kw] = conv.weight.dims();
     let [b, _, h, w] = x.dims();
     let stride = conv.stride;

@@ -296,17 +296,16 @@ impl Attention {
         let hd = c / heads;
         let n = h * w;
         let lora = self.lora.as_ref().and_then(Adapter::active);
-        let mut qkv = self.qkv.forward(x.clone());
-        if let Some(delta) = lora.and_then(|l| l.qkv_delta(x)) {
-            qkv = qkv + delta;
+        let qkv = self.qkv.forward(x.clone());
+        let mut parts = [0, 1, 2].map(|i| qkv.clone().narrow(3, i * c, c)); // q, k, v
+        if let Some(l) = lora {
+            parts = l.add_to_qkv(x, parts);
         }
-        let qkv = qkv
-            .reshape([b, n, 3, heads, hd])
-            .permute([2, 0, 3, 1, 4])
-            .reshape([3, b * heads, n, hd]);
-        let q = qkv.clone().narrow(0, 0, 1).reshape([b * heads, n, hd]);
-        let k = qkv.clone().narrow(0, 1, 1).reshape([b * heads, n, hd]);
-        let v = qkv.narrow(0, 2, 1).reshape([b * heads, n, hd]);
+        let [q, k, v] = parts.map(|t| {
+            t.reshape([b, n, heads, hd])
+                .swap_dims(1, 2)
+                .reshape([b * heads, n, hd])
+        });
 
         let (rel_h, rel_w) = self.decomposed_rel_pos(q.clone(), h, w); // [BH, n, h], [BH, n, w]
         let bias = |n0: usize, n1: usize, q0: usize, q1: usize| {

@@ -150,17 +150,16 @@ impl AttentionLora {
         }
     }
 
-    /// Update of the fused qkv output `[.., 3C]` for input `[.., C]`.
-    pub fn qkv_delta<const D: usize>(&self, x: Tensor<D>) -> Option<Tensor<D>> {
-        if self.q.is_none() && self.k.is_none() && self.v.is_none() {
-            return None;
-        }
-        let dims = x.dims(); // square projections: each third has the input's shape
-        let [q, k, v] = [&self.q, &self.k, &self.v].map(|p| match p {
-            Some(l) => l.forward(x.clone()),
-            None => Tensor::zeros(dims, &x.device()),
-        });
-        Some(Tensor::cat(vec![q, k, v], D - 1))
+    /// The q, k and v projections of input `x` with their updates added, each where it has
+    /// an adapter (added to the thirds of the fused output, never to a zero-padded copy of
+    /// it: that would cost a fill, a concatenation and a full-width add per block).
+    pub fn add_to_qkv<const D: usize>(&self, x: Tensor<D>, qkv: [Tensor<D>; 3]) -> [Tensor<D>; 3] {
+        let [q, k, v] = qkv;
+        let add = |lora: &Option<LowRank>, t: Tensor<D>| match lora {
+            Some(l) => t + l.forward(x.clone()),
+            None => t,
+        };
+        [add(&self.q, q), add(&self.k, k), add(&self.v, v)]
     }
 
     /// Dense update of the qkv weight `[C, 3C]`, zeros where a projection has no adapter.

@@ -1,9 +1,10 @@
 // Where the browser's CPU fallback spends its time (a script, not a test): Chromium's
-// sampling profiler over whole-slice encodes of the engine's wasm on the CPU, as a table of
+// sampling profiler over whole-slice encodes (`encode`) or refining clicks (`click`: the same
+// point again, its window already encoded) of the engine's wasm on the CPU, as a table of
 // wasm functions by self time. The shipped module is wasm-opt'd without function names, so
 // this binds the unoptimised module from the last build (target/wasm32-unknown-unknown) again
 // beside a copy of the built page, and runs the engine on the page's main thread.
-// Usage: node tests/e2e/profile.mjs [SLICES=5] [TOP=25]
+// Usage: node tests/e2e/profile.mjs [REPS=5] [TOP=25] [encode|click]
 
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
@@ -12,7 +13,9 @@ import { join } from 'node:path';
 import { serve } from '../../scripts/serve.mjs';
 import { DIST, ROOT, buildInfo, launch, randomModel, synthVolume, writeArtifact } from './harness.mjs';
 
-const [slices = 5, top = 25] = process.argv.slice(2, 4).map(Number);
+const [reps = 5, top = 25] = process.argv.slice(2, 4).map(Number);
+const what = process.argv[4] ?? 'encode';
+if (!['encode', 'click'].includes(what)) throw new Error(`profile encode or click, not ${what}`);
 const wasm = join(ROOT, process.env.CARGO_TARGET_DIR || 'target', 'wasm32-unknown-unknown/release/brainsam.wasm');
 if (!existsSync(wasm)) throw new Error(`${wasm} not found: run scripts/build_web.sh`);
 const dir = mkdtempSync(join(tmpdir(), 'brainsam-profile-'));
@@ -30,11 +33,14 @@ window.ready = (async () => {
   const engine = await Engine.create('cpu');
   engine.load_model(await bytes('${model}'), undefined);
   engine.load_volume(await bytes('synth.nii.gz'));
-  window.encode = async (n, z0) => {
+  const timed = async (n, f) => {
     const ms = [];
-    for (let i = 0; i < n; i++) { const t = performance.now(); await engine.encode(2, z0 + i); ms.push(performance.now() - t); }
+    for (let i = 0; i < n; i++) { const t = performance.now(); await f(i); ms.push(performance.now() - t); }
     return ms;
   };
+  window.encode = (n, z0) => timed(n, (i) => engine.encode(2, z0 + i));
+  // One point near the middle of slice z0, again and again (the first call encodes its window).
+  window.click = (n, z0) => timed(n, () => engine.predict(2, z0, new Float32Array([100, 110, 1]), undefined, undefined, undefined));
 })();
 </script>`);
 
@@ -43,12 +49,12 @@ const browser = await launch({ webgpu: false });
 try {
   const page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${server.address().port}/profile.html`);
-  await page.evaluate(async () => { await window.ready; await window.encode(2, 90); }); // warm
+  await page.evaluate(async (what) => { await window.ready; await window[what](2, what === 'click' ? 100 : 90); }, what); // warm
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Profiler.enable');
   await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
   await cdp.send('Profiler.start');
-  const ms = await page.evaluate((n) => window.encode(n, 100), slices);
+  const ms = await page.evaluate(([what, n]) => window[what](n, 100), [what, reps]);
   const { profile } = await cdp.send('Profiler.stop');
   const nodes = new Map(profile.nodes.map((n) => [n.id, n.callFrame.functionName || '(anonymous)']));
   const self = new Map();
@@ -62,9 +68,10 @@ try {
   const rows = [...self].sort((a, b) => b[1] - a[1]).slice(0, top)
     .map(([name, t]) => ({ share: t / total, name: name.replace(/::h[0-9a-f]{16}$/, '') }));
   const med = [...ms].sort((a, b) => a - b)[Math.floor(ms.length / 2)];
-  console.log(`whole-slice encode on the CPU (wasm, one thread): median ${med.toFixed(0)} ms (${ms.map(Math.round)})`);
+  const label = what === 'encode' ? 'whole-slice encode' : 'refining click (decoder, window encoded)';
+  console.log(`${label} on the CPU (wasm, one thread): median ${med.toFixed(0)} ms (${ms.map(Math.round)})`);
   for (const r of rows) console.log(`${(100 * r.share).toFixed(1).padStart(5)} %  ${r.name.slice(0, 140)}`);
-  console.log(`written ${writeArtifact('profile.json', JSON.stringify({ ms, rows }, null, 2))}`);
+  console.log(`written ${writeArtifact(`profile-${what}.json`, JSON.stringify({ what, ms, rows }, null, 2))}`);
 } finally {
   await browser.close();
   server.close();

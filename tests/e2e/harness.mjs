@@ -74,7 +74,6 @@ export function randomModel() {
   return path;
 }
 
-/** A brainsam adapter for `model` after one training step (tests loading, not quality). */
 /** A label map of the data folder; a clear error when it is missing (rather than the CLI's). */
 function labelMap(subject) {
   const map = join(DATA, 'label_maps', `${subject}.nii.gz`);
@@ -82,6 +81,7 @@ function labelMap(subject) {
   return map;
 }
 
+/** A brainsam adapter for `model` after one training step (tests loading, not quality). */
 export function adapterFor(model) {
   // One folder per base model: an adapter records the sha256 of the base it was trained on.
   const sha = createHash('sha256').update(readFileSync(model)).digest('hex').slice(0, 16);

@@ -11,7 +11,7 @@ use brainsam::data::slicing::{self};
 use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
 use brainsam::data::{LabelVolume, Volume};
 use brainsam::model::Sam;
-use brainsam::segment::{bbox, interior_point, End, Session, SlicePrompt, StopRules};
+use brainsam::segment::{bbox, interior_point, Across, End, Session, SlicePrompt, StopRules};
 
 use super::choices::{name, Axis, Backend};
 use super::common::{
@@ -414,6 +414,7 @@ impl Evaluation<'_> {
         let largest = largest_sections(truth, self.axis, self.labels);
         let mut counts = Vec::with_capacity(self.labels.len());
         let mut stops = Vec::with_capacity(self.labels.len());
+        let mut predicted = self.keep.then(|| vec![0i32; truth.data.len()]);
         for (k, &l) in self.labels.iter().enumerate() {
             let (c, s) = propagated(
                 self.sam,
@@ -423,6 +424,7 @@ impl Evaluation<'_> {
                 (l, self.named(l), self.prompt == PromptKind::PropagateClick),
                 largest[k],
                 &self.rules,
+                predicted.as_mut().map(|v| (v.as_mut_slice(), l)),
             )?;
             counts.push(c);
             stops.push(s);
@@ -431,7 +433,7 @@ impl Evaluation<'_> {
             counts,
             stops: Some(stops),
             prompts: self.labels.len(),
-            predicted: self.keep.then(|| vec![0i32; truth.data.len()]),
+            predicted,
         })
     }
 }
@@ -443,9 +445,10 @@ pub fn parse_stop_rules(spec: &str) -> Result<StopRules, String> {
         Some("default") => StopRules::default(),
         Some("legacy") => StopRules::legacy(),
         Some("trained") => StopRules::trained(),
+        Some("across") => StopRules::across(),
         o => {
             return Err(format!(
-                "starts with default, legacy or trained, not `{o:?}`"
+                "starts with default, legacy, trained or across, not `{o:?}`"
             ))
         }
     };
@@ -468,6 +471,16 @@ pub fn parse_stop_rules(spec: &str) -> Result<StopRules, String> {
             "box_margin" => r.box_margin = v as f32,
             "dense_prompt" => r.dense_prompt = v != 0.0,
             "three_planes" => r.three_planes = v != 0.0,
+            "across" => {
+                r.across = match v as u8 {
+                    0 => Across::Off,
+                    1 => Across::Either,
+                    _ => Across::Both,
+                }
+            }
+            "anchor" => r.anchor = v != 0.0,
+            "chord_box" => r.chord_box = v != 0.0,
+            "reseed" => r.reseed = v != 0.0,
             o => return Err(format!("no rule `{o}`")),
         }
     }
@@ -499,7 +512,9 @@ fn largest_sections(truth: &LabelVolume, axis: usize, labels: &[i32]) -> Vec<(us
 type Walked = ([End; 2], usize);
 
 /// One box on structure `l`'s largest section `best` (index, area), or a click at its
-/// interior-most pixel, propagated through the volume.
+/// interior-most pixel, propagated through the volume; painted into `keep` with its label
+/// when given (later structures over earlier ones, as `segment` does).
+#[allow(clippy::too_many_arguments)] // one structure's walk and where its result goes
 fn propagated(
     sam: &brainsam::model::Sam,
     session: &mut Session,
@@ -508,6 +523,7 @@ fn propagated(
     (l, structure, click): (i32, Option<usize>, bool),
     best: (usize, usize),
     rules: &StopRules,
+    keep: Option<(&mut [i32], i32)>,
 ) -> Res<(Counts, Option<Walked>)> {
     let mut c = Counts {
         truth: truth.data.iter().filter(|v| **v == l).count() as u64,
@@ -548,6 +564,13 @@ fn propagated(
     for (p, t) in pred.mask.iter().zip(&truth.data) {
         c.pred += u64::from(*p != 0);
         c.inter += u64::from(*p != 0 && *t == l);
+    }
+    if let Some((vol, label)) = keep {
+        for (v, p) in vol.iter_mut().zip(&pred.mask) {
+            if *p != 0 {
+                *v = label;
+            }
+        }
     }
     Ok((c, Some((pred.ends, best.0))))
 }

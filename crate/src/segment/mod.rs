@@ -7,6 +7,7 @@
 //! [`Focus`] predicts on a window around each prompt instead of the whole slice; prompts
 //! come from files ([`prompts`]), and a mask grows through the volume by propagation.
 
+mod across;
 mod cache;
 mod error;
 mod focus;
@@ -15,6 +16,7 @@ pub mod prompts;
 mod propagate;
 mod session;
 
+pub use across::Across;
 pub use error::SegmentError;
 pub use focus::Focus;
 pub use prompts::{bbox, interior_point, PromptFile, SlicePrompt};

@@ -11,7 +11,7 @@ use brainsam::data::slicing::{self};
 use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
 use brainsam::data::{LabelVolume, Volume};
 use brainsam::model::Sam;
-use brainsam::segment::{bbox, interior_point, Across, End, Session, SlicePrompt, StopRules};
+use brainsam::segment::{bbox, interior_point, End, Session, SlicePrompt, StopRules};
 
 use super::choices::{name, Axis, Backend};
 use super::common::{
@@ -471,16 +471,7 @@ pub fn parse_stop_rules(spec: &str) -> Result<StopRules, String> {
             "box_margin" => r.box_margin = v as f32,
             "dense_prompt" => r.dense_prompt = v != 0.0,
             "three_planes" => r.three_planes = v != 0.0,
-            "across" => {
-                r.across = match v as u8 {
-                    0 => Across::Off,
-                    1 => Across::Either,
-                    _ => Across::Both,
-                }
-            }
-            "anchor" => r.anchor = v != 0.0,
-            "chord_box" => r.chord_box = v != 0.0,
-            "reseed" => r.reseed = v != 0.0,
+            "across" => r.across = v != 0.0,
             o => return Err(format!("no rule `{o}`")),
         }
     }

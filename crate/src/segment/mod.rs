@@ -16,7 +16,6 @@ pub mod prompts;
 mod propagate;
 mod session;
 
-pub use across::Across;
 pub use error::SegmentError;
 pub use focus::Focus;
 pub use prompts::{bbox, interior_point, PromptFile, SlicePrompt};

@@ -11,8 +11,7 @@
 //! reach; and it stays within the slices that the seed's two cross sections cover
 //! ([`super::across`]).
 
-use super::across::{Across, CrossSections};
-use super::{bbox, interior_point, SegmentError, Session, SliceMask, SlicePrompt};
+use super::{bbox, SegmentError, Session, SliceMask, SlicePrompt};
 use crate::data::slicing;
 use crate::model::Sam;
 
@@ -44,15 +43,8 @@ pub struct StopRules {
     /// Also walk the other two slice axes and keep the voxels two of the three walks
     /// agree on ([`Session::propagate`]).
     pub three_planes: bool,
-    /// Bound the walk by the seed's two cross sections (`across`).
-    pub across: Across,
-    /// Also prompt each slice with positive points where the cross sections cross it.
-    pub anchor: bool,
-    /// Grow each slice's box prompt to hold the cross sections' chords on it.
-    pub chord_box: bool,
-    /// Re-segment the seed slice first with its mask's box grown to hold the chords
-    /// (and the seed mask's interior point): a single click often marks a part only.
-    pub reseed: bool,
+    /// Keep the walk within the slices the seed's two cross sections cover (`across`).
+    pub across: bool,
 }
 
 impl Default for StopRules {
@@ -74,10 +66,7 @@ impl Default for StopRules {
             three_planes: false,
             // The seed's cross sections bound the walk as well (experiments/stage18:
             // held out, one click → 3-D 0.521 → 0.531, one box → 3-D 0.592 → 0.620).
-            across: Across::Either,
-            anchor: false,
-            chord_box: false,
-            reseed: false,
+            across: true,
         }
     }
 }
@@ -216,10 +205,7 @@ impl StopRules {
             box_margin: 1.0,
             dense_prompt: true,
             three_planes: false,
-            across: Across::Off,
-            anchor: false,
-            chord_box: false,
-            reseed: false,
+            across: false,
         }
     }
 
@@ -227,20 +213,11 @@ impl StopRules {
     /// where the mask vanishes, no other rule.
     pub fn across() -> Self {
         Self {
-            min_area: 3,
-            max_growth: f64::INFINITY,
-            max_area_vs_seed: f64::INFINITY,
             min_iou: 0.0,
-            min_tissue_share: 0.0,
-            max_regrowth: f64::INFINITY,
-            max_extent: f64::INFINITY,
             box_margin: 0.0,
             dense_prompt: false,
-            three_planes: false,
-            across: Across::Either,
-            anchor: false,
-            chord_box: false,
-            reseed: false,
+            across: true,
+            ..Self::trained()
         }
     }
 
@@ -258,7 +235,7 @@ impl StopRules {
     /// cross-section checks (for comparison).
     pub fn legacy() -> Self {
         Self {
-            across: Across::Off,
+            across: false,
             max_area_vs_seed: f64::INFINITY,
             min_tissue_share: 0.0,
             max_regrowth: f64::INFINITY,
@@ -353,16 +330,12 @@ impl Session {
                 "slice {index} on axis {axis} is outside the volume"
             )));
         }
-        let cross = self
-            .cross_sections(sam, axis, index, seed, structure, rules.across)
-            .await?;
-        let reseeded = match &cross {
-            Some(c) if rules.reseed => {
-                Some(self.reseed(sam, axis, index, seed, c, structure).await?)
-            }
-            _ => None,
+        let bound = if rules.across {
+            self.extent_across(sam, axis, index, seed, structure)
+                .await?
+        } else {
+            None
         };
-        let seed = reseeded.as_ref().unwrap_or(seed);
         let mut out = vec![0i32; dims.iter().product()];
         self.paste(&mut out, axis, index, seed, 1)?;
         let plane = slicing::slice(self.canonical_image(), axis, index)?;
@@ -384,7 +357,7 @@ impl Session {
                 if i < 0 || i as usize >= dims[axis] {
                     break;
                 }
-                if let Some((lo, hi)) = cross.as_ref().map(|c| c.range) {
+                if let Some((lo, hi)) = bound {
                     if (i as usize) < lo || i as usize > hi {
                         end.reason = StopReason::Across;
                         break;
@@ -394,13 +367,9 @@ impl Session {
                     end.reason = StopReason::Extent;
                     break;
                 }
-                let Some(b) = bbox(&prev.data, prev.rows, prev.cols) else {
+                let Some([u0, v0, u1, v1]) = bbox(&prev.data, prev.rows, prev.cols) else {
                     end.reason = StopReason::Vanished;
                     break;
-                };
-                let [u0, v0, u1, v1] = match &cross {
-                    Some(c) if rules.chord_box => union(b, c.chord_box(i as usize)),
-                    _ => b,
                 };
                 let m = rules.box_margin;
                 let b = [
@@ -409,16 +378,7 @@ impl Session {
                     (u1 as f32 + m).min(prev.cols as f32 - 1.0),
                     (v1 as f32 + m).min(prev.rows as f32 - 1.0),
                 ];
-                let points = match &cross {
-                    Some(c) if rules.anchor => c
-                        .anchors(i as usize)
-                        .iter()
-                        .map(|&(u, v)| [u as f32, v as f32, 1.0])
-                        .collect(),
-                    _ => Vec::new(),
-                };
                 let prompt = SlicePrompt {
-                    points,
                     bbox: Some(b),
                     dense: rules.dense_prompt.then(|| prev.data.clone()),
                     structure,
@@ -446,47 +406,6 @@ impl Session {
             mask: out.into_iter().map(|v| v as u8).collect(),
             ends,
         })
-    }
-}
-
-/// The box holding both boxes (`[u0, v0, u1, v1]`).
-fn union(a: [usize; 4], b: Option<[usize; 4]>) -> [usize; 4] {
-    b.map_or(a, |b| {
-        [
-            a[0].min(b[0]),
-            a[1].min(b[1]),
-            a[2].max(b[2]),
-            a[3].max(b[3]),
-        ]
-    })
-}
-
-impl Session {
-    /// The seed slice segmented again from the box holding the seed mask and the cross
-    /// sections' chords on it, with the seed's interior point.
-    async fn reseed(
-        &mut self,
-        sam: &Sam,
-        axis: usize,
-        index: usize,
-        seed: &SliceMask,
-        cross: &CrossSections,
-        structure: Option<usize>,
-    ) -> Result<SliceMask, SegmentError> {
-        let (Some(b), Some((u, v))) = (
-            bbox(&seed.data, seed.rows, seed.cols),
-            interior_point(&seed.data, seed.rows, seed.cols),
-        ) else {
-            return Ok(seed.clone());
-        };
-        let [u0, v0, u1, v1] = union(b, cross.chord_box(index));
-        let prompt = SlicePrompt {
-            points: vec![[u as f32, v as f32, 1.0]],
-            bbox: Some([u0 as f32, v0 as f32, u1 as f32, v1 as f32]),
-            structure,
-            ..Default::default()
-        };
-        self.predict(sam, axis, index, &prompt).await
     }
 }
 

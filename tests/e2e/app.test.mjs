@@ -469,7 +469,7 @@ describe('brainsam in Chromium without WebGPU', () => {
     const s = await page.evaluate(() => ({ p: window.brainsam.state.lastPropagation, dice: window.brainsam.state.lastDice }));
     assert.ok(s.p.voxels >= seedPixels, `3D mask has ${s.p.voxels} voxels, fewer than its seed slice`);
     // Each direction names the slice it ended on and why, and the page says so.
-    const codes = ['vanished', 'iou', 'jump', 'seed-area', 'swell', 'tissue', 'extent', 'edge'];
+    const codes = ['vanished', 'iou', 'jump', 'seed-area', 'swell', 'tissue', 'extent', 'across', 'edge'];
     assert.ok(s.p.ends.length === 2 && s.p.ends.every((c) => codes.includes(c)), `stop reasons ${s.p.ends}`);
     assert.ok(s.p.from <= s.p.to, `3D slice range ${s.p.from}..${s.p.to}`);
     assert.match(await page.textContent('#mask-info'), new RegExp(`stopped at ${s.p.to + 1}: .+; at ${s.p.from + 1}: .+`));

@@ -53,6 +53,17 @@ pub fn prefers_native_conv(device: &Device) -> bool {
     false
 }
 
+/// Whether `device` is Flex (not wrapped for autodiff), where [`crate::model::softmax`]'s
+/// fused sweep replaces burn's softmax.
+pub fn is_flex(device: &Device) -> bool {
+    #[cfg(feature = "cpu")]
+    if let burn::backend::DispatchDevice::Flex(_) = device.as_dispatch() {
+        return true;
+    }
+    let _ = device;
+    false
+}
+
 /// The default wgpu device: Vulkan, Metal or DX12 natively, WebGPU in a browser.
 #[cfg(feature = "wgpu")]
 pub async fn gpu() -> Result<Device, String> {

@@ -4,7 +4,9 @@ use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
+use burn::tensor::activation::{relu, sigmoid};
+
+use super::kernels::{attention_probs, gelu, RelPosBias};
 
 use crate::weights::WeightsError;
 
@@ -105,6 +107,9 @@ impl UpConv2x2 {
 pub fn conv2d_matmul(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if crate::backend::prefers_native_conv(&x.device()) {
         return conv.forward(x);
+    }
+    if let Some(y) = super::kernels::conv3x3(conv, &x) {
+        return y;
     }
     let [o, c, kh, kw] = conv.weight.dims();
     let [b, _, h, w] = x.dims();
@@ -312,13 +317,13 @@ impl NamedParams for Mlp {
 /// `softmax(q k^T + bias) v` over `[N, Lq, C]` inputs, in pieces of at most
 /// [`MAX_ATTENTION_ELEMENTS`] so that no attention map outgrows a browser GPU buffer.
 ///
-/// `q` must already carry the 1/sqrt(d) scale. `bias(n0, n1, q0, q1)` returns the additive
-/// bias `[n1-n0, q1-q0, Lk]` for that block, or `None`.
+/// `q` must already carry the 1/sqrt(d) scale. `bias(n0, n1, q0, q1)` returns the
+/// relative-position bias for that block (items `n0..n1`, queries `q0..q1`), or `None`.
 pub(crate) fn chunked_attention(
     q: Tensor<3>,
     k: Tensor<3>,
     v: Tensor<3>,
-    bias: &dyn Fn(usize, usize, usize, usize) -> Option<Tensor<3>>,
+    bias: &dyn Fn(usize, usize, usize, usize) -> Option<RelPosBias>,
 ) -> Tensor<3> {
     let [n, lq, _] = q.dims();
     let lk = k.dims()[1];
@@ -326,11 +331,8 @@ pub(crate) fn chunked_attention(
     let attend = |n0: usize, n1: usize, q0: usize, q1: usize| {
         let qc = q.clone().slice([n0..n1, q0..q1]);
         let kc = k.clone().narrow(0, n0, n1 - n0);
-        let mut attn = qc.matmul(kc.swap_dims(1, 2)); // [n, q, Lk]
-        if let Some(b) = bias(n0, n1, q0, q1) {
-            attn = attn + b;
-        }
-        softmax(attn, 2).matmul(v.clone().narrow(0, n0, n1 - n0))
+        let scores = qc.matmul(kc.swap_dims(1, 2)); // [n, q, Lk]
+        attention_probs(scores, bias(n0, n1, q0, q1)).matmul(v.clone().narrow(0, n0, n1 - n0))
     };
     if n * per_item <= MAX_ATTENTION_ELEMENTS {
         return attend(0, n, 0, lq);

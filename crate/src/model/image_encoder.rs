@@ -13,6 +13,7 @@ use super::common::{
     chunked_attention, conv2d_matmul, Activation, LayerNorm2d, MlpBlock, NamedParams, ParamRef,
     Visitor,
 };
+use super::kernels::RelPosBias;
 use super::lora::{Adapter, AttentionLora, LoraConfig, LoraTarget, MlpLora};
 use crate::weights::WeightsError;
 
@@ -309,9 +310,10 @@ impl Attention {
 
         let (rel_h, rel_w) = self.decomposed_rel_pos(q.clone(), h, w); // [BH, n, h], [BH, n, w]
         let bias = |n0: usize, n1: usize, q0: usize, q1: usize| {
-            let rh = rel_h.clone().slice([n0..n1, q0..q1]).unsqueeze_dim::<4>(3);
-            let rw = rel_w.clone().slice([n0..n1, q0..q1]).unsqueeze_dim::<4>(2);
-            Some((rh + rw).reshape([n1 - n0, q1 - q0, n]))
+            Some(RelPosBias {
+                rows: rel_h.clone().slice([n0..n1, q0..q1]),
+                cols: rel_w.clone().slice([n0..n1, q0..q1]),
+            })
         };
         let scale = (hd as f64).powf(-0.5);
         let out = chunked_attention(q * scale, k, v, &bias); // [BH, n, hd]

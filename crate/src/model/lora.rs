@@ -9,9 +9,9 @@
 //! This file holds the adapters and their arithmetic only; the image encoder decides where
 //! they act and folds them into its weights ([`Adapter`] records which of the two it is).
 
+use super::kernels::gelu;
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::module::linear;
 use burn::tensor::Distribution;
 

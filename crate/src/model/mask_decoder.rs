@@ -1,9 +1,9 @@
 //! Mask decoder: output tokens through the two-way transformer, upscaled image features,
 //! hypernetwork MLPs per mask token, and the IoU head.
 
+use super::kernels::gelu;
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::Distribution;
 
 use super::common::{LayerNorm2d, Mlp, NamedParams, ParamRef, UpConv2x2, Visitor};

@@ -4,10 +4,10 @@
 use std::f64::consts::PI;
 use std::sync::{Arc, Mutex};
 
+use super::kernels::gelu;
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::Distribution;
 
 use super::common::{LayerNorm2d, NamedParams, ParamRef, Visitor};

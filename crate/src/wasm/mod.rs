@@ -18,10 +18,20 @@ pub use engine::Engine;
 #[cfg(target_family = "wasm")]
 use wasm_bindgen::prelude::*;
 
-/// Shows Rust panic messages in the console instead of a bare "unreachable".
+/// Runs the static constructors once and shows Rust panic messages in the console instead
+/// of a bare "unreachable".
 #[cfg(target_family = "wasm")]
 #[wasm_bindgen(start)]
 pub fn start() {
+    extern "C" {
+        // Made by wasm-ld. Without a call to it in the input, wasm-ld wraps every export in
+        // one (command-style exports): the constructors re-ran on each call into the
+        // module, ~5 % of a refining click.
+        fn __wasm_call_ctors();
+    }
+    // SAFETY: called once, first (wasm-bindgen's glue calls `start` right after
+    // instantiation), as the constructors expect.
+    unsafe { __wasm_call_ctors() };
     console_error_panic_hook::set_once();
 }
 

@@ -9,7 +9,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !applies(&x) {
         return burn::tensor::activation::gelu(x);
     }
-    in_place(x, gelu_all).unwrap_or_else(burn::tensor::activation::gelu)
+    in_place(x, gelu_all, burn::tensor::activation::gelu)
 }
 
 fn gelu_all(s: &mut [f32]) {

@@ -24,21 +24,22 @@ fn applies<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32 && !t.is_autodiff() && crate::backend::is_flex(&t.device())
 }
 
-/// Runs `f` on `t`'s elements in place (row-major), or returns `None` where the buffer is
-/// not f32 (never the case where [`applies`] holds).
+/// Runs `f` on `t`'s elements in place (row-major); `otherwise(t)` where the buffer is not
+/// f32 (never the case where [`applies`] holds).
 fn in_place<const D: usize>(
     t: Tensor<D>,
     f: impl FnOnce(&mut [f32]),
-) -> Result<Tensor<D>, Tensor<D>> {
+    otherwise: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
     let device = t.device();
     // A fresh op output: Flex hands its buffer over without a copy.
     let mut data = t.into_data();
     match data.as_mut_slice::<f32>() {
         Ok(s) => {
             f(s);
-            Ok(Tensor::from_data(data, &device))
+            Tensor::from_data(data, &device)
         }
-        Err(_) => Err(Tensor::from_data(data, &device)),
+        Err(_) => otherwise(Tensor::from_data(data, &device)),
     }
 }
 
@@ -53,16 +54,9 @@ fn exp(x: f32) -> f32 {
                                 // Adding 1.5 * 2^23 rounds to an integer (to nearest) and leaves it in the low bits.
     const ROUND: f32 = 12_582_912.0;
     // ln 2 split so that `n * LN2_HI` is exact for |n| < 2^15 (Cody and Waite).
-    const LN2_HI: f32 = 0.693_359_375;
+    const LN2_HI: f32 = f32::from_bits(0x3f31_8000); // 0.693359375
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Compares, not `clamp`: a NaN fails both and passes through.
-    let x = if x < MIN {
-        MIN
-    } else if x > MAX {
-        MAX
-    } else {
-        x
-    };
+    let x = x.clamp(MIN, MAX); // NaN stays NaN
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;

@@ -41,19 +41,22 @@ pub fn attention_probs(scores: Tensor<3>, bias: Option<RelPosBias>) -> Tensor<3>
             .as_slice::<f32>()
             .and_then(|r| Ok(Some((r, cols.as_slice::<f32>()?, *w)))),
     };
+    let restore = |factors: Option<(usize, TensorData, TensorData)>, device: &Device| {
+        factors.map(|(_, rows, cols)| RelPosBias {
+            rows: Tensor::from_data(rows, device),
+            cols: Tensor::from_data(cols, device),
+        })
+    };
+    let device = scores.device();
     match slices {
-        // f32 throughout, as `applies` checked.
-        Ok(bias) => in_place(scores, |s| rows_softmax(s, lk, bias)),
-        Err(_) => Err(scores),
+        // f32 throughout, as `applies` checked: the fallbacks are never taken.
+        Ok(bias) => in_place(
+            scores,
+            |s| rows_softmax(s, lk, bias),
+            |s| unfused(s, restore(factors.clone(), &device)),
+        ),
+        Err(_) => unfused(scores, restore(factors, &device)),
     }
-    .unwrap_or_else(|scores| {
-        let device = scores.device();
-        let bias = factors.map(|(_, rows, cols)| RelPosBias {
-            rows: Tensor::from_data(rows, &device),
-            cols: Tensor::from_data(cols, &device),
-        });
-        unfused(scores, bias)
-    })
 }
 
 /// Meta's order of operations in burn's ops: the dense bias added, then softmax.

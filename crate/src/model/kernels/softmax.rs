@@ -26,20 +26,30 @@ impl RelPosBias {
 
 /// `softmax(scores + bias)` over the last axis of `[N, Lq, Lk]` scores.
 pub fn attention_probs(scores: Tensor<3>, bias: Option<RelPosBias>) -> Tensor<3> {
-    let all_apply = applies(&scores)
+    let [n, lq, lk] = scores.dims();
+    let all_apply = lk > 0
+        && applies(&scores)
         && bias
             .as_ref()
             .is_none_or(|b| applies(&b.rows) && applies(&b.cols));
     if !all_apply {
         return unfused(scores, bias);
     }
-    let lk = scores.dims()[2];
     let factors = bias.map(|b| (b.cols.dims()[2], b.rows.into_data(), b.cols.into_data()));
+    // The factors as f32 rows matching the map (`h * w = Lk`), checked before any indexing.
     let slices = match &factors {
-        None => Ok(None),
-        Some((w, rows, cols)) => rows
-            .as_slice::<f32>()
-            .and_then(|r| Ok(Some((r, cols.as_slice::<f32>()?, *w)))),
+        None => Some(None),
+        Some((w, rows, cols)) => match (rows.as_slice::<f32>(), cols.as_slice::<f32>()) {
+            (Ok(r), Ok(c))
+                if *w > 0
+                    && lk % w == 0
+                    && r.len() == n * lq * (lk / w)
+                    && c.len() == n * lq * w =>
+            {
+                Some(Some((r, c, *w)))
+            }
+            _ => None,
+        },
     };
     let restore = |factors: Option<(usize, TensorData, TensorData)>, device: &Device| {
         factors.map(|(_, rows, cols)| RelPosBias {
@@ -49,13 +59,13 @@ pub fn attention_probs(scores: Tensor<3>, bias: Option<RelPosBias>) -> Tensor<3>
     };
     let device = scores.device();
     match slices {
-        // f32 throughout, as `applies` checked: the fallbacks are never taken.
-        Ok(bias) => in_place(
+        // f32 throughout, as `applies` checked: the fallback is never taken.
+        Some(bias) => in_place(
             scores,
             |s| rows_softmax(s, lk, bias),
             |s| unfused(s, restore(factors.clone(), &device)),
         ),
-        Err(_) => unfused(scores, restore(factors, &device)),
+        None => unfused(scores, restore(factors, &device)),
     }
 }
 

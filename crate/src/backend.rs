@@ -53,8 +53,8 @@ pub fn prefers_native_conv(device: &Device) -> bool {
     false
 }
 
-/// Whether `device` is Flex (not wrapped for autodiff), where [`crate::model::softmax`]'s
-/// fused sweep replaces burn's softmax.
+/// Whether `device` is Flex (not wrapped for autodiff), where [`crate::model::kernels`]
+/// replace burn's softmax, GELU and 3 × 3 convolution at inference.
 pub fn is_flex(device: &Device) -> bool {
     #[cfg(feature = "cpu")]
     if let burn::backend::DispatchDevice::Flex(_) = device.as_dispatch() {

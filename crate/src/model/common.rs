@@ -103,7 +103,8 @@ impl UpConv2x2 {
 /// (stride = kernel, no padding) and "same" (stride 1, padding k/2). burn-ndarray's direct
 /// convolution is an order of magnitude slower than its matmul for these shapes, and the
 /// backward pass of slices and a matmul is cheap everywhere. Other shapes, and backends with
-/// a faster convolution of their own (LibTorch), use `forward`.
+/// a faster convolution of their own (LibTorch), use `forward`; on Flex at inference a 3 × 3
+/// "same" convolution goes to [`super::kernels::conv3x3`] (Winograd) first.
 pub fn conv2d_matmul(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if crate::backend::prefers_native_conv(&x.device()) {
         return conv.forward(x);

@@ -83,8 +83,15 @@ pub(crate) fn load_param(
         }
         ParamRef::LinearWeight(p) => {
             let [d_in, d_out]: [usize; 2] = p.dims();
-            let w = tensor(sd.take(key, &[d_out, d_in])?, [d_out, d_in], device);
-            *p = Param::from_tensor(w.transpose());
+            // Transposed here, not as a view: a strided weight is copied on every forward.
+            let w = sd.take(key, &[d_out, d_in])?.data;
+            let mut t = vec![0.0; w.len()];
+            for (o, row) in w.chunks_exact(d_in).enumerate() {
+                for (i, v) in row.iter().enumerate() {
+                    t[i * d_out + o] = *v;
+                }
+            }
+            *p = Param::from_tensor(Tensor::from_data(TensorData::new(t, [d_in, d_out]), device));
         }
         ParamRef::PosEmbed(p) => {
             let s: [usize; 4] = p.dims();

@@ -56,6 +56,8 @@ try {
   await cdp.send('Profiler.start');
   const ms = await page.evaluate(([what, n]) => window[what](n, 100), [what, reps]);
   const { profile } = await cdp.send('Profiler.stop');
+  // The whole sampled tree too, for callers of a hot function (DevTools opens .cpuprofile).
+  writeArtifact(`profile-${what}.cpuprofile`, JSON.stringify(profile));
   const nodes = new Map(profile.nodes.map((n) => [n.id, n.callFrame.functionName || '(anonymous)']));
   const self = new Map();
   let total = 0;

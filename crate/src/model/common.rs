@@ -63,7 +63,8 @@ impl NamedParams for Conv2d {
 
 /// A 2x2, stride-2 transposed convolution (the decoder's upscaling), computed as one
 /// matmul: each input pixel maps linearly to its own 2x2 output block. Same weights and
-/// result as `ConvTranspose2d`, without the scatter that is slow on CPU backends.
+/// result as `ConvTranspose2d`, without its scatter, and channels-last so that the
+/// decoder's image tokens go in without a transpose.
 #[derive(Module, Debug)]
 pub struct UpConv2x2 {
     /// `[in, out, 2, 2]`, PyTorch's ConvTranspose2d layout.
@@ -84,18 +85,17 @@ impl UpConv2x2 {
         }
     }
 
-    /// `[B, C_in, H, W]` → `[B, C_out, 2H, 2W]`
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
+    /// Pixels `[B, P, C_in]`, in any order, → `[B, P, 4, C_out]`: each pixel's 2x2 output
+    /// block, (dy, dx) in raster order.
+    pub fn forward_pixels(&self, x: Tensor<3>) -> Tensor<4> {
+        let [b, p, c] = x.dims();
         let [_, o, _, _] = self.weight.dims();
-        let y = x
-            .permute([0, 2, 3, 1])
-            .reshape([b * h * w, c])
-            .matmul(self.weight.val().reshape([c, o * 4])) // [BHW, O*2*2]
-            .reshape([b, h, w, o, 2, 2])
-            .permute([0, 3, 1, 4, 2, 5])
-            .reshape([b, o, 2 * h, 2 * w]);
-        y + self.bias.val().reshape([1, o, 1, 1])
+        let w = self
+            .weight
+            .val()
+            .permute([0, 2, 3, 1]) // [C_in, dy, dx, O]
+            .reshape([1, c, 4 * o]);
+        x.matmul(w).reshape([b, p, 4, o]) + self.bias.val().reshape([1, 1, 1, o])
     }
 }
 
@@ -214,6 +214,18 @@ impl LayerNorm2d {
         let s = xc.clone().powi_scalar(2).mean_dim(1);
         let x = xc / (s + Self::EPS).sqrt();
         x * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1])
+    }
+
+    /// The same normalisation, channels-last: over the last axis of any tensor.
+    pub fn forward_last<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let c = self.weight.dims()[0];
+        let u = x.clone().mean_dim(D - 1);
+        let xc = x - u;
+        let s = xc.clone().powi_scalar(2).mean_dim(D - 1);
+        let x = xc / (s + Self::EPS).sqrt();
+        let mut shape = [1; D];
+        shape[D - 1] = c;
+        x * self.weight.val().reshape(shape) + self.bias.val().reshape(shape)
     }
 }
 
@@ -403,8 +415,9 @@ mod tests {
             bias: Param::from_tensor(reference.bias.as_ref().map(|b| b.val()).unwrap()),
         };
         let x = Tensor::<4>::random([2, 6, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let pixels = x.clone().permute([0, 2, 3, 1]).reshape([2, 35, 6]);
         let a = up
-            .forward(x.clone())
+            .forward_pixels(pixels)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
@@ -414,8 +427,26 @@ mod tests {
             .try_to_vec::<f32>()
             .unwrap();
         assert_eq!(a.len(), 2 * 3 * 10 * 14);
-        for (p, q) in a.iter().zip(&b) {
-            assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+        // a: [n, y, x, dy, dx, o]; b: [n, o, 2y + dy, 2x + dx]
+        for (i, p) in a.iter().enumerate() {
+            let (o, dx, dy) = (i % 3, i / 3 % 2, i / 6 % 2);
+            let (px, py, n) = (i / 12 % 7, i / 84 % 5, i / 420);
+            let q = b[((n * 3 + o) * 10 + 2 * py + dy) * 14 + 2 * px + dx];
+            assert!((p - q).abs() < 1e-5, "{i}: {p} vs {q}");
         }
+    }
+
+    #[test]
+    fn channels_last_layer_norm_equals_the_channel_norm() {
+        let device = crate::backend::cpu();
+        let mut ln = LayerNorm2d::new(5, &device);
+        ln.weight =
+            Param::from_tensor(Tensor::random([5], Distribution::Normal(1.0, 0.5), &device));
+        ln.bias = Param::from_tensor(Tensor::random([5], Distribution::Normal(0.0, 0.5), &device));
+        let x = Tensor::<4>::random([2, 5, 3, 4], Distribution::Normal(0.5, 2.0), &device);
+        let want = ln.forward(x.clone()).permute([0, 2, 3, 1]);
+        let got = ln.forward_last(x.permute([0, 2, 3, 1]));
+        let err: f32 = (got - want).abs().max().into_scalar();
+        assert!(err < 1e-5, "max error {err}");
     }
 }

@@ -83,14 +83,14 @@ impl MaskDecoder {
     /// # Shapes
     /// - `image_embeddings`: `[1 or B, C, E, E]` (one image shared by all prompt sets, or one
     ///   image per prompt set)
-    /// - `image_pe`: `[1, C, E, E]`
+    /// - `image_pe`: `[1, E², C]` ([`super::prompt_encoder::PromptEncoder::dense_pe`])
     /// - `sparse`: `[B, N, C]`, `dense`: `[B, C, E, E]`
     /// - returns logits `[B, M, 4E, 4E]` and IoU predictions `[B, M]`, M = 3 for
     ///   `multimask_output`, else 1
     pub fn forward(
         &self,
         image_embeddings: Tensor<4>,
-        image_pe: Tensor<4>,
+        image_pe: Tensor<3>,
         sparse: Tensor<3>,
         dense: Tensor<4>,
         multimask_output: bool,
@@ -108,7 +108,7 @@ impl MaskDecoder {
     fn predict_masks(
         &self,
         image_embeddings: Tensor<4>,
-        image_pe: Tensor<4>,
+        image_pe: Tensor<3>,
         sparse: Tensor<3>,
         dense: Tensor<4>,
     ) -> (Tensor<4>, Tensor<2>) {
@@ -119,22 +119,35 @@ impl MaskDecoder {
             .expand([b, 1 + m, c]);
         let tokens = Tensor::cat(vec![output_tokens, sparse], 1);
 
-        let [ib, _, e, _] = image_embeddings.dims();
-        let src = if ib == b {
-            image_embeddings
-        } else {
-            image_embeddings.repeat_dim(0, b)
+        // Image tokens [B, E², C]: the one transpose of the decode, fused with the sum.
+        let [_, _, e, _] = image_embeddings.dims();
+        let tokens_of = |x: Tensor<4>| {
+            let [n, c, h, w] = x.dims();
+            x.reshape([n, c, h * w]).swap_dims(1, 2)
         };
-        let src = src + dense;
-        let pos = image_pe.repeat_dim(0, b);
-        let (hs, src) = self.transformer.forward(src, pos, tokens);
+        let src = tokens_of(image_embeddings) + tokens_of(dense);
+        let src = if src.dims()[0] == b {
+            src
+        } else {
+            src.expand([b, e * e, c])
+        };
+        let (hs, src) = self.transformer.forward(src, image_pe, tokens);
         let iou_token_out = hs.clone().slice([0..b, 0..1]).reshape([b, c]);
         let mask_tokens_out = hs.slice([0..b, 1..1 + m]); // [B, M, C]
 
-        let src = src.swap_dims(1, 2).reshape([b, c, e, e]);
-        let up = gelu(self.upscale_ln.forward(self.upscale_conv1.forward(src)));
-        let up = gelu(self.upscale_conv2.forward(up)); // [B, C/8, 4E, 4E]
-        let [_, cu, hu, wu] = up.dims();
+        // Channels-last upscaling: pixels of the 2E grid in raster order between the two
+        // steps, the 4E grid's order restored on the M mask planes only.
+        let up = gelu(
+            self.upscale_ln
+                .forward_last(self.upscale_conv1.forward_pixels(src)),
+        );
+        let [_, _, _, c4] = up.dims();
+        let up = up
+            .reshape([b, e, e, 2, 2, c4])
+            .permute([0, 1, 3, 2, 4, 5])
+            .reshape([b, 4 * e * e, c4]);
+        let up = gelu(self.upscale_conv2.forward_pixels(up)); // [B, 4E², 4, C/8]
+        let [_, _, _, cu] = up.dims();
 
         let hyper_in: Vec<Tensor<3>> = self
             .output_hypernetworks_mlps
@@ -144,8 +157,10 @@ impl MaskDecoder {
             .collect();
         let hyper_in = Tensor::cat(hyper_in, 1); // [B, M, C/8]
         let masks = hyper_in
-            .matmul(up.reshape([b, cu, hu * wu]))
-            .reshape([b, m, hu, wu]);
+            .matmul(up.reshape([b, 16 * e * e, cu]).swap_dims(1, 2)) // [B, M, 16E²]
+            .reshape([b, m, 2 * e, 2 * e, 2, 2])
+            .permute([0, 1, 2, 4, 3, 5])
+            .reshape([b, m, 4 * e, 4 * e]);
         let iou = self.iou_prediction_head.forward(iou_token_out);
         (masks, iou)
     }

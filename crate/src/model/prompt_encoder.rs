@@ -79,7 +79,7 @@ impl PromptEncoderConfig {
 /// The dense positional encoding last computed, with the grid side and device it is for:
 /// it depends only on the fixed Fourier matrix, so every decode of a model can share it.
 #[derive(Clone, Debug, Default)]
-pub struct DensePeCache(Arc<Mutex<Option<(usize, Device, Tensor<4>)>>>);
+pub struct DensePeCache(Arc<Mutex<Option<(usize, Device, Tensor<3>)>>>);
 
 /// SAM's prompt encoder (`prompt_encoder.*` in the checkpoints).
 #[derive(Module, Debug)]
@@ -149,9 +149,10 @@ impl PromptEncoder {
         self.pe_encoding(coords / self.input_image_size as f64)
     }
 
-    /// Dense positional encoding of the embedding grid: `[1, C, E, E]`, computed once per
-    /// grid side and device (Meta recomputes it for every decode).
-    pub fn dense_pe(&self, device: &Device) -> Tensor<4> {
+    /// Dense positional encoding of the embedding grid as the decoder's image tokens take
+    /// it: `[1, E², C]`, cells in raster order (Meta's `get_dense_pe` is `[1, C, E, E]`),
+    /// computed once per grid side and device (Meta recomputes it for every decode).
+    pub fn dense_pe(&self, device: &Device) -> Tensor<3> {
         let e = self.image_embedding_size;
         // A poisoned lock only means another decode panicked; the value is still whole.
         let mut cache = self
@@ -169,7 +170,7 @@ impl PromptEncoder {
         pe
     }
 
-    fn compute_dense_pe(&self, device: &Device) -> Tensor<4> {
+    fn compute_dense_pe(&self, device: &Device) -> Tensor<3> {
         let e = self.image_embedding_size;
         let mut grid = Vec::with_capacity(e * e * 2);
         for y in 0..e {
@@ -180,7 +181,7 @@ impl PromptEncoder {
             }
         }
         let grid = Tensor::<3>::from_data(TensorData::new(grid, [e, e, 2]), device);
-        self.pe_encoding(grid).permute([2, 0, 1]).unsqueeze_dim(0)
+        self.pe_encoding(grid).reshape([1, e * e, self.embed_dim()])
     }
 
     /// # Shapes
@@ -357,7 +358,7 @@ mod tests {
                 for y in 0..e {
                     for x in 0..e {
                         let want = expected(&g, c, e, x, y, j);
-                        let have = got[(j * e + y) * e + x];
+                        let have = got[(y * e + x) * c + j];
                         assert!((want - have).abs() < 1e-5, "{j} {y} {x}: {have} vs {want}");
                     }
                 }

@@ -17,5 +17,5 @@ rm -rf "$OUT"
 # The bundled model's kind of geometry: patch 8 (finer masks), window 8.
 "$PY" tests/parity/gen_fixtures.py --out "$OUT" --prefix p8_ --seed 4 \
   --embed-dim 64 --depth 2 --heads 2 --global 1 --image-size 256 --patch 8 --window 8 \
-  --image-hw 256 256 --cases points_box box_single points_multi
+  --image-hw 256 256 --cases points_box box_single points_multi points_mask
 touch "$OUT/.complete"

@@ -94,13 +94,28 @@ def cases(h, w, rng):
         return [rng.uniform(0.15 * w, 0.85 * w), rng.uniform(0.15 * h, 0.85 * h)]
     x0, y0 = rng.uniform(0.05 * w, 0.4 * w), rng.uniform(0.05 * h, 0.4 * h)
     box = [x0, y0, x0 + rng.uniform(0.3 * w, 0.55 * w), y0 + rng.uniform(0.3 * h, 0.55 * h)]
+    first = pt()
     return {
         "points_multi": dict(points=[pt(), pt()], labels=[1, 0], box=None, multimask=True),
         "point_single": dict(points=[pt()], labels=[1], box=None, multimask=False),
         "box_single": dict(points=None, labels=None, box=box, multimask=False),
         "box_multi": dict(points=None, labels=None, box=box, multimask=True),
         "points_box": dict(points=[pt(), pt(), pt()], labels=[1, 1, 0], box=box, multimask=False),
+        # A refining click as the page makes it: the first click's low-res logits go back in.
+        "points_mask": dict(points=[first, pt()], labels=[1, 1], box=None, multimask=False,
+                            refine=True),
     }
+
+
+def mask_input(predictor, c):
+    """The low-res logits of the case's first point alone, for a refining case (else None)."""
+    if not c.get("refine"):
+        return None
+    with torch.no_grad():
+        _, _, low = predictor.predict(point_coords=np.array(c["points"][:1], np.float32),
+                                      point_labels=np.array(c["labels"][:1], np.float32),
+                                      multimask_output=False)
+    return low
 
 
 def main():
@@ -149,6 +164,7 @@ def main():
                     point_coords=None if c["points"] is None else np.array(c["points"], np.float32),
                     point_labels=None if c["labels"] is None else np.array(c["labels"], np.float32),
                     box=None if c["box"] is None else np.array(c["box"], np.float32),
+                    mask_input=mask_input(predictor, c),
                     multimask_output=c["multimask"])
             fractions += [float(x.mean()) for x in m]
         if all(0.02 < f < 0.98 for f in fractions):
@@ -161,8 +177,10 @@ def main():
         pc = None if c["points"] is None else np.array(c["points"], np.float32)
         pl = None if c["labels"] is None else np.array(c["labels"], np.float32)
         bx = None if c["box"] is None else np.array(c["box"], np.float32)
+        mi = mask_input(predictor, c)
         with torch.no_grad():
             masks, iou, low_res = predictor.predict(point_coords=pc, point_labels=pl, box=bx,
+                                                    mask_input=mi,
                                                     multimask_output=c["multimask"],
                                                     return_logits=False)
         tensors = {
@@ -177,6 +195,8 @@ def main():
             tensors["point_coords"], tensors["point_labels"] = pc, pl
         if bx is not None:
             tensors["box"] = bx
+        if mi is not None:
+            tensors["mask_input"] = mi.astype(np.float32)
         if a.with_input:
             resized = torch.as_tensor(predictor.transform.apply_image(image)).permute(2, 0, 1)[None]
             tensors["input_image"] = sam.preprocess(resized).numpy().astype(np.float32)

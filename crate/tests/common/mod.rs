@@ -132,6 +132,9 @@ pub fn check_fixture(dir: &Path, device: &Device, tol: f64) -> String {
     if let Some(b) = tensor(&case, "box") {
         prompt.bbox = Some([b.data[0], b.data[1], b.data[2], b.data[3]]);
     }
+    if let Some(m) = tensor(&case, "mask_input") {
+        prompt.mask_input = Some(m.data.clone());
+    }
     let start = Instant::now();
     let pred = pollster::block_on(predictor.predict(&prompt)).unwrap();
     let t_decode = start.elapsed();

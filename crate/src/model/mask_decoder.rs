@@ -84,7 +84,8 @@ impl MaskDecoder {
     /// - `image_embeddings`: `[1 or B, C, E, E]` (one image shared by all prompt sets, or one
     ///   image per prompt set)
     /// - `image_pe`: `[1, E², C]` ([`super::prompt_encoder::PromptEncoder::dense_pe`])
-    /// - `sparse`: `[B, N, C]`, `dense`: `[B, C, E, E]`
+    /// - `sparse`: `[B, N, C]`, `dense`: `[B, E², C]` or `[1, 1, C]` (as the prompt encoder
+    ///   returns it)
     /// - returns logits `[B, M, 4E, 4E]` and IoU predictions `[B, M]`, M = 3 for
     ///   `multimask_output`, else 1
     pub fn forward(
@@ -92,7 +93,7 @@ impl MaskDecoder {
         image_embeddings: Tensor<4>,
         image_pe: Tensor<3>,
         sparse: Tensor<3>,
-        dense: Tensor<4>,
+        dense: Tensor<3>,
         multimask_output: bool,
     ) -> (Tensor<4>, Tensor<2>) {
         let (masks, iou) = self.predict_masks(image_embeddings, image_pe, sparse, dense);
@@ -110,7 +111,7 @@ impl MaskDecoder {
         image_embeddings: Tensor<4>,
         image_pe: Tensor<3>,
         sparse: Tensor<3>,
-        dense: Tensor<4>,
+        dense: Tensor<3>,
     ) -> (Tensor<4>, Tensor<2>) {
         let [b, _, c] = sparse.dims();
         let m = self.num_mask_tokens();
@@ -125,7 +126,7 @@ impl MaskDecoder {
             let [n, c, h, w] = x.dims();
             x.reshape([n, c, h * w]).swap_dims(1, 2)
         };
-        let src = tokens_of(image_embeddings) + tokens_of(dense);
+        let src = tokens_of(image_embeddings) + dense;
         let src = if src.dims()[0] == b {
             src
         } else {

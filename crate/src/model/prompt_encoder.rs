@@ -190,7 +190,8 @@ impl PromptEncoder {
     /// - `boxes`: `[B, 4]` (x0, y0, x1, y1)
     /// - `masks`: `[B, 1, 4E, 4E]` low-resolution logits
     /// - `structures`: `[B]` structure kinds (ignored by a model without structure embeddings)
-    /// - returns sparse `[B, N', C]` and dense `[B, C, E, E]` embeddings
+    /// - returns sparse `[B, N', C]` and dense embeddings in the decoder's token layout:
+    ///   `[B, E², C]` from a mask, `[1, 1, C]` (every cell alike) without (Meta's: `[B, C, E, E]`)
     pub fn forward(
         &self,
         points: Option<(Tensor<3>, Tensor<2>)>,
@@ -198,7 +199,7 @@ impl PromptEncoder {
         masks: Option<Tensor<4>>,
         structures: Option<Tensor<1, Int>>,
         device: &Device,
-    ) -> (Tensor<3>, Tensor<4>) {
+    ) -> (Tensor<3>, Tensor<3>) {
         let c = self.embed_dim();
         let batch = points
             .as_ref()
@@ -222,14 +223,9 @@ impl PromptEncoder {
         } else {
             Tensor::cat(sparse, 1)
         };
-        let e = self.image_embedding_size;
         let dense = match masks {
             Some(m) => self.embed_masks(m),
-            None => self
-                .no_mask_embed
-                .val()
-                .reshape([1, c, 1, 1])
-                .expand([batch, c, e, e]),
+            None => self.no_mask_embed.val().reshape([1, 1, c]),
         };
         (sparse, dense)
     }
@@ -275,11 +271,45 @@ impl PromptEncoder {
         pe + corner
     }
 
-    fn embed_masks(&self, masks: Tensor<4>) -> Tensor<4> {
-        let x = gelu(self.mask_ln1.forward(self.mask_conv1.forward(masks)));
-        let x = gelu(self.mask_ln2.forward(self.mask_conv2.forward(x)));
-        self.mask_conv3.forward(x)
+    /// `[B, 1, 4E, 4E]` logits → `[B, E², C]`, channels-last throughout: the two 2×2
+    /// stride-2 convolutions as per-patch matmuls, the 1×1 one as a plain matmul.
+    fn embed_masks(&self, masks: Tensor<4>) -> Tensor<3> {
+        let [b, _, s, _] = masks.dims();
+        let x = masks.reshape([b, s, s, 1]);
+        let x = gelu(self.mask_ln1.forward_last(patch_conv(&self.mask_conv1, x)));
+        let x = gelu(self.mask_ln2.forward_last(patch_conv(&self.mask_conv2, x)));
+        let [_, e, _, m] = x.dims();
+        let [d, _, _, _] = self.mask_conv3.weight.dims();
+        let w = self.mask_conv3.weight.val().reshape([d, m]).transpose();
+        let y = x.reshape([b, e * e, m]).matmul(w.unsqueeze_dim(0));
+        match &self.mask_conv3.bias {
+            Some(bias) => y + bias.val().reshape([1, 1, d]),
+            None => y,
+        }
     }
+}
+
+/// A 2×2, stride-2 convolution on channels-last `[B, H, W, C]` → `[B, H/2, W/2, O]`: each
+/// output pixel is its 2×2 patch, (dy, dx, c) flattened, times the kernel.
+fn patch_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [b, h, w, c] = x.dims();
+    let [o, _, _, _] = conv.weight.dims();
+    let (h2, w2) = (h / 2, w / 2);
+    let patches = x
+        .reshape([b, h2, 2, w2, 2, c])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b, h2 * w2, 4 * c]);
+    let k = conv
+        .weight
+        .val()
+        .permute([2, 3, 1, 0]) // [dy, dx, C, O]
+        .reshape([1, 4 * c, o]);
+    let y = patches.matmul(k);
+    let y = match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, 1, o]),
+        None => y,
+    };
+    y.reshape([b, h2, w2, o])
 }
 
 impl NamedParams for PromptEncoder {

@@ -52,7 +52,8 @@ fn main() {
                 ..g.clone()
             };
             let reps = if s >= 1024 && backend != "wgpu" { 1 } else { 3 };
-            let (enc, dec) = inference(&device, &g, 1, reps);
+            let (enc, dec) =
+                inference(&device, &g, 1, reps).expect("a random model saves and loads");
             println!(
                 "{backend:<8} {name:<6} encoder {s:>4}px  first {:>9.1?}  median {:>9.1?}  ({reps} runs)",
                 enc.first, enc.median

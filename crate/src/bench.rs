@@ -1,4 +1,5 @@
-//! Timings on random weights (timings do not depend on values): image-encoder forward,
+//! Timings on random weights, saved and loaded as a checkpoint is (timings do not depend on
+//! values, but on layouts): image-encoder forward,
 //! decoder per prompt, and a LoRA training step shaped like the PyTorch anchor's
 //! (frozen encoder, rank 4 on q and v, one box per image, AdamW). Used by
 //! `cargo bench --bench sam` and `brainsam bench`.
@@ -8,8 +9,10 @@ use std::time::{Duration, Instant};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
+use crate::model::io::checkpoint::{load_sam, state_dict};
 use crate::model::predictor::read_f32;
-use crate::model::Geometry;
+use crate::model::{Geometry, Sam};
+use crate::weights::WeightsError;
 
 /// Time to the first result (kernel compilation and autotuning included) and the median of
 /// the following runs.
@@ -42,9 +45,23 @@ fn sync(t: Tensor<4>) {
     let _ = pollster::block_on(read_f32(t.slice([0..1, 0..1, 0..1, 0..1])));
 }
 
+/// Random weights that went through a checkpoint's save and load, so that their layouts
+/// are those of a model a user loads (a loaded linear weight once was a strided view,
+/// copied on every forward: a freshly initialised model would not have shown it).
+pub fn random_model(device: &Device, g: &Geometry) -> Result<Sam, WeightsError> {
+    let config = g.config();
+    let sd = pollster::block_on(state_dict(&config.init(device)))?;
+    load_sam(&config, sd, device)
+}
+
 /// Encoder forward on `batch` images, and the decoder for one point prompt.
-pub fn inference(device: &Device, g: &Geometry, batch: usize, reps: usize) -> (Timing, Timing) {
-    let sam = g.config().init(device);
+pub fn inference(
+    device: &Device,
+    g: &Geometry,
+    batch: usize,
+    reps: usize,
+) -> Result<(Timing, Timing), WeightsError> {
+    let sam = random_model(device, g)?;
     let s = g.image_size;
     let x = Tensor::<4>::random([batch, 3, s, s], Distribution::Normal(0.0, 1.0), device);
     let encoder = timed(reps, || sync(sam.embed(x.clone())));
@@ -62,13 +79,18 @@ pub fn inference(device: &Device, g: &Geometry, batch: usize, reps: usize) -> (T
         let (m, _) = sam.decode(emb.clone(), prompts, true);
         sync(m);
     });
-    (encoder, decoder)
+    Ok((encoder, decoder))
 }
 
 /// One LoRA training step (our trainer's `step`) on `batch` images of the geometry's size,
 /// each with one box prompt and a random target. `device` must be an autodiff device.
 #[cfg(feature = "train")]
-pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Timing {
+pub fn lora_step(
+    device: &Device,
+    g: &Geometry,
+    batch: usize,
+    reps: usize,
+) -> Result<Timing, WeightsError> {
     use crate::model::lora::LoraConfig;
     use crate::train::{prepare_lora, step, LossWeights, SliceBatch};
     use burn::optim::{AdamWConfig, ModuleOptimizer};
@@ -76,7 +98,7 @@ pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Ti
     let s = g.image_size;
     let l = s / g.patch_size * 4;
     let mut sam = Some(prepare_lora(
-        g.config().init(device),
+        random_model(device, g)?,
         &LoraConfig::new(),
         device,
     ));
@@ -96,10 +118,10 @@ pub fn lora_step(device: &Device, g: &Geometry, batch: usize, reps: usize) -> Ti
             structures: None,
         })
         .collect();
-    timed(reps, || {
+    Ok(timed(reps, || {
         if let Some(m) = sam.take() {
             let (next, _) = step(m, &mut optim, &batches, 1e-4, LossWeights::default());
             sam = Some(next);
         }
-    })
+    }))
 }

@@ -48,7 +48,7 @@ pub fn run(a: &BenchArgs) -> Res {
             ..base.clone()
         };
         g.validate()?;
-        let (enc, dec) = bench::inference(&dev, &g, 1, a.reps);
+        let (enc, dec) = bench::inference(&dev, &g, 1, a.reps)?;
         println!(
             "{}",
             serde_json::json!({"what": "encoder_fwd_b1", "backend": backend, "size": size,
@@ -71,7 +71,7 @@ pub fn run(a: &BenchArgs) -> Res {
             ..base.clone()
         };
         g.validate()?;
-        let t = bench::lora_step(&dev.clone().autodiff(), &g, batch, a.reps);
+        let t = bench::lora_step(&dev.clone().autodiff(), &g, batch, a.reps)?;
         println!(
             "{}",
             serde_json::json!({"what": "lora_train_step", "backend": backend, "size": size,

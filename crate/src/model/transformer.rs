@@ -210,6 +210,22 @@ impl Attention {
         }
     }
 
+    /// `proj(x)` for `x` `[B, N, C]`, heads apart: `[B, h, N, d]`.
+    fn heads(&self, proj: &Linear, x: Tensor<3>) -> Tensor<4> {
+        let [b, n, _] = x.dims();
+        let h = self.num_heads;
+        let y = proj.forward(x);
+        let d = y.dims()[2] / h;
+        y.reshape([b, n, h, d]).swap_dims(1, 2)
+    }
+
+    /// A projection's weight `[C, h × d]`, heads apart: `[1, h, C, d]`.
+    fn weight_heads(&self, proj: &Linear) -> Tensor<4> {
+        let [c, hd] = proj.weight.dims();
+        let h = self.num_heads;
+        proj.weight.val().reshape([1, c, h, hd / h]).swap_dims(1, 2)
+    }
+
     /// Heads split over the batch for the attention map.
     fn per_head(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
         let h = self.num_heads;
@@ -241,18 +257,8 @@ impl Attention {
         let h = self.num_heads;
         let d = self.q_proj.weight.dims()[1] / h;
         let scale = 1.0 / (d as f64).sqrt();
-        let kh = self
-            .k_proj
-            .forward(k)
-            .reshape([b, nk, h, d])
-            .permute([0, 2, 3, 1]); // [B, h, d, Nk]
-        let wq = self
-            .q_proj
-            .weight
-            .val()
-            .reshape([1, c, h, d])
-            .swap_dims(1, 2); // [1, h, C, d]
-        let m = (wq.matmul(kh.clone()) * scale) // [B, h, C, Nk]
+        let kh = self.heads(&self.k_proj, k).swap_dims(2, 3); // [B, h, d, Nk]
+        let m = (self.weight_heads(&self.q_proj).matmul(kh.clone()) * scale) // [B, h, C, Nk]
             .swap_dims(1, 2)
             .reshape([b, c, h * nk]);
         let mut scores = x.matmul(m); // [B, Nq, h × Nk]
@@ -261,13 +267,11 @@ impl Attention {
             scores = scores + qb.reshape([b, 1, h * nk]);
         }
         let probs = attention_probs(scores.reshape([b, nq * h, nk]), None).reshape([b, nq, h * nk]);
-        let vh = self
-            .v_proj
-            .forward(v)
-            .reshape([b, nk, h, d])
-            .swap_dims(1, 2); // [B, h, Nk, d]
         let wo = self.out_proj.weight.val().reshape([1, h, d, c]);
-        let vw = vh.matmul(wo).reshape([b, h * nk, c]);
+        let vw = self
+            .heads(&self.v_proj, v)
+            .matmul(wo)
+            .reshape([b, h * nk, c]);
         let out = probs.matmul(vw);
         match &self.out_proj.bias {
             Some(bo) => out + bo.val().reshape([1, 1, c]),
@@ -283,18 +287,8 @@ impl Attention {
         let h = self.num_heads;
         let d = self.q_proj.weight.dims()[1] / h;
         let scale = 1.0 / (d as f64).sqrt();
-        let qh = self
-            .q_proj
-            .forward(q)
-            .reshape([b, nq, h, d])
-            .swap_dims(1, 2)
-            * scale; // [B, h, Nq, d]
-        let wk = self
-            .k_proj
-            .weight
-            .val()
-            .reshape([1, c, h, d])
-            .permute([0, 2, 3, 1]); // [1, h, d, C]
+        let qh = self.heads(&self.q_proj, q) * scale; // [B, h, Nq, d]
+        let wk = self.weight_heads(&self.k_proj).swap_dims(2, 3); // [1, h, d, C]
         let a = qh.clone().matmul(wk).reshape([b, h * nq, c]);
         let mut scores = a.matmul(y.swap_dims(1, 2)); // [B, h × Nq, Nk]
         if let Some(bk) = &self.k_proj.bias {
@@ -304,13 +298,7 @@ impl Attention {
         let r = attention_probs(scores, None)
             .matmul(z)
             .reshape([b, h, nq, c]);
-        let wv = self
-            .v_proj
-            .weight
-            .val()
-            .reshape([1, c, h, d])
-            .swap_dims(1, 2); // [1, h, C, d]
-        let mut o = r.matmul(wv); // [B, h, Nq, d]
+        let mut o = r.matmul(self.weight_heads(&self.v_proj)); // [B, h, Nq, d]
         if let Some(bv) = &self.v_proj.bias {
             o = o + bv.val().reshape([1, h, 1, d]);
         }

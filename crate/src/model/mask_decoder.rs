@@ -121,12 +121,8 @@ impl MaskDecoder {
         let tokens = Tensor::cat(vec![output_tokens, sparse], 1);
 
         // Image tokens [B, E², C]: the one transpose of the decode, fused with the sum.
-        let [_, _, e, _] = image_embeddings.dims();
-        let tokens_of = |x: Tensor<4>| {
-            let [n, c, h, w] = x.dims();
-            x.reshape([n, c, h * w]).swap_dims(1, 2)
-        };
-        let src = tokens_of(image_embeddings) + dense;
+        let [ib, _, e, _] = image_embeddings.dims();
+        let src = image_embeddings.reshape([ib, c, e * e]).swap_dims(1, 2) + dense;
         let src = if src.dims()[0] == b {
             src
         } else {

@@ -208,23 +208,21 @@ impl LayerNorm2d {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let c = self.weight.dims()[0];
-        let u = x.clone().mean_dim(1);
-        let xc = x - u;
-        let s = xc.clone().powi_scalar(2).mean_dim(1);
-        let x = xc / (s + Self::EPS).sqrt();
-        x * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1])
+        self.normalise(x, 1)
     }
 
     /// The same normalisation, channels-last: over the last axis of any tensor.
     pub fn forward_last<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let c = self.weight.dims()[0];
-        let u = x.clone().mean_dim(D - 1);
+        self.normalise(x, D - 1)
+    }
+
+    fn normalise<const D: usize>(&self, x: Tensor<D>, axis: usize) -> Tensor<D> {
+        let u = x.clone().mean_dim(axis);
         let xc = x - u;
-        let s = xc.clone().powi_scalar(2).mean_dim(D - 1);
+        let s = xc.clone().powi_scalar(2).mean_dim(axis);
         let x = xc / (s + Self::EPS).sqrt();
         let mut shape = [1; D];
-        shape[D - 1] = c;
+        shape[axis] = self.weight.dims()[0];
         x * self.weight.val().reshape(shape) + self.bias.val().reshape(shape)
     }
 }

@@ -126,7 +126,7 @@ pub fn info(a: &InfoArgs) -> Res {
     }
     let counts = sam.param_counts();
     let total: usize = counts.iter().map(|(_, n)| n).sum();
-    for (name, n) in counts {
+    for (name, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
         println!(
             "{name:<14} {n:>12} parameters ({:.2} %)",
             100.0 * n as f64 / total as f64

@@ -109,6 +109,11 @@ pub struct TrainArgs {
     /// 0 trains SAM's prompts alone.
     #[arg(long, default_value_t = 0.0)]
     pub structure_prob: f64,
+    /// Give the model a fine-feature path (two convolutions from the pixels to the mask
+    /// logits' grid, mixed into the decoder; `model::fine_features`) if it has none. It
+    /// starts at zero, so training starts from what the base model predicts.
+    #[arg(long)]
+    pub fine_features: bool,
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
     #[arg(long, default_value_t = 100)]
@@ -246,6 +251,7 @@ fn train_config(a: &TrainArgs, lora: Option<LoraConfig>, base_gap: usize) -> Tra
         lora,
         correction_prob: a.correction_prob,
         structure_prob: a.structure_prob,
+        fine_features: a.fine_features,
         data_threads: match a.data_threads {
             0 => std::thread::available_parallelism()
                 .map_or(1, |n| n.get().saturating_sub(2))

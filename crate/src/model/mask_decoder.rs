@@ -78,6 +78,11 @@ impl MaskDecoder {
         self.mask_tokens.dims()[0]
     }
 
+    /// Channels of the upscaled image features (C/8), the hypernetworks' output width.
+    pub fn upscaled_channels(&self) -> usize {
+        self.upscale_conv2.weight.dims()[1]
+    }
+
     /// Predicts masks for each prompt set.
     ///
     /// # Shapes
@@ -86,6 +91,8 @@ impl MaskDecoder {
     /// - `image_pe`: `[1, E², C]` ([`super::prompt_encoder::PromptEncoder::dense_pe`])
     /// - `sparse`: `[B, N, C]`, `dense`: `[B, E², C]` or `[1, 1, C]` (as the prompt encoder
     ///   returns it)
+    /// - `fine`: `[1 or B, 16E², C/8]`, a term added to the upscaled features
+    ///   ([`super::fine_features::FineFeatures::project`]), or none (SAM as Meta made it)
     /// - returns logits `[B, M, 4E, 4E]` and IoU predictions `[B, M]`, M = 3 for
     ///   `multimask_output`, else 1
     pub fn forward(
@@ -94,9 +101,10 @@ impl MaskDecoder {
         image_pe: Tensor<3>,
         sparse: Tensor<3>,
         dense: Tensor<3>,
+        fine: Option<Tensor<3>>,
         multimask_output: bool,
     ) -> (Tensor<4>, Tensor<2>) {
-        let (masks, iou) = self.predict_masks(image_embeddings, image_pe, sparse, dense);
+        let (masks, iou) = self.predict_masks(image_embeddings, image_pe, sparse, dense, fine);
         let m = self.num_mask_tokens();
         let range = if multimask_output { 1..m } else { 0..1 };
         let [b, _, h, w] = masks.dims();
@@ -112,6 +120,7 @@ impl MaskDecoder {
         image_pe: Tensor<3>,
         sparse: Tensor<3>,
         dense: Tensor<3>,
+        fine: Option<Tensor<3>>,
     ) -> (Tensor<4>, Tensor<2>) {
         let [b, _, c] = sparse.dims();
         let m = self.num_mask_tokens();
@@ -145,6 +154,11 @@ impl MaskDecoder {
             .reshape([b, 4 * e * e, c4]);
         let up = gelu(self.upscale_conv2.forward_pixels(up)); // [B, 4E², 4, C/8]
         let [_, _, _, cu] = up.dims();
+        let up = up.reshape([b, 16 * e * e, cu]);
+        let up = match fine {
+            Some(fine) => up + fine,
+            None => up,
+        };
 
         let hyper_in: Vec<Tensor<3>> = self
             .output_hypernetworks_mlps
@@ -154,7 +168,7 @@ impl MaskDecoder {
             .collect();
         let hyper_in = Tensor::cat(hyper_in, 1); // [B, M, C/8]
         let masks = hyper_in
-            .matmul(up.reshape([b, 16 * e * e, cu]).swap_dims(1, 2)) // [B, M, 16E²]
+            .matmul(up.swap_dims(1, 2)) // [B, M, 16E²]
             .reshape([b, m, 2 * e, 2 * e, 2, 2])
             .permute([0, 1, 2, 4, 3, 5])
             .reshape([b, m, 4 * e, 4 * e]);

@@ -3,7 +3,7 @@
 //! Layers from the bottom: CPU inference kernels ([`kernels`]), shared layers ([`common`])
 //! and LoRA adapters ([`lora`]); the three components ([`image_encoder`],
 //! [`prompt_encoder`], [`mask_decoder`] with its [`transformer`]); the whole model
-//! ([`sam`]); presets ([`build`]) and the predictor ([`predictor`], [`transforms`],
+//! ([`sam`]) with our optional [`fine_features`]; presets ([`build`]) and the predictor ([`predictor`], [`transforms`],
 //! [`mask_grid`]). Every module is a burn `Module` built from a `Config` and runs on any
 //! device (Flex or LibTorch on the CPU, wgpu natively or WebGPU in a browser).
 //!
@@ -13,6 +13,7 @@
 
 pub mod build;
 pub mod common;
+pub mod fine_features;
 pub mod image_encoder;
 pub mod io;
 pub mod kernels;

@@ -107,7 +107,7 @@ pub struct PromptEncoder {
 }
 
 impl PromptEncoder {
-    fn embed_dim(&self) -> usize {
+    pub fn embed_dim(&self) -> usize {
         self.no_mask_embed.dims()[1]
     }
 

@@ -3,6 +3,7 @@
 use burn::prelude::*;
 
 use super::common::{NamedParams, Visitor};
+use super::fine_features::{FineFeatures, FINE_KEY};
 use super::image_encoder::{ImageEncoder, ImageEncoderConfig};
 use super::mask_decoder::{MaskDecoder, MaskDecoderConfig};
 use super::prompt_encoder::{PromptEncoder, PromptEncoderConfig};
@@ -44,6 +45,7 @@ impl SamConfig {
             image_encoder: self.image_encoder.init(device),
             prompt_encoder: self.prompt_encoder().init(device),
             mask_decoder: self.mask_decoder.init(device),
+            fine_features: None,
         }
     }
 }
@@ -64,6 +66,8 @@ pub struct Sam {
     pub image_encoder: ImageEncoder,
     pub prompt_encoder: PromptEncoder,
     pub mask_decoder: MaskDecoder,
+    /// Our fine-feature path ([`super::fine_features`]), when the model has one.
+    pub fine_features: Option<FineFeatures>,
 }
 
 impl Sam {
@@ -71,9 +75,31 @@ impl Sam {
         self.prompt_encoder.input_image_size
     }
 
-    /// Image embedding of normalised, padded images `[B, 3, S, S]` → `[B, C, E, E]`.
+    /// Image embedding of normalised, padded images `[B, 3, S, S]` → `[B, C, E, E]`; a
+    /// model with fine features returns them behind the C channels, `[B, C + 16F, E, E]`, so
+    /// that whatever keeps, batches or selects embeddings keeps them too.
     pub fn embed(&self, images: Tensor<4>) -> Tensor<4> {
-        self.image_encoder.forward(images)
+        match &self.fine_features {
+            None => self.image_encoder.forward(images),
+            Some(fine) => Tensor::cat(
+                vec![
+                    self.image_encoder.forward(images.clone()),
+                    fine.encode(images),
+                ],
+                1,
+            ),
+        }
+    }
+
+    /// Adds a fresh fine-feature path (its projection zero: predictions unchanged) unless
+    /// the model has one; false when the patch size allows none (not a multiple of 4).
+    pub fn add_fine_features(&mut self, device: &Device) -> bool {
+        if self.fine_features.is_none() {
+            let patch = self.image_encoder.patch_embed.weight.dims()[2];
+            let upscaled = self.mask_decoder.upscaled_channels();
+            self.fine_features = FineFeatures::new(patch, upscaled, device);
+        }
+        self.fine_features.is_some()
     }
 
     /// Low-resolution mask logits `[B, M, 4E, 4E]` and IoU predictions `[B, M]` for prompt
@@ -86,6 +112,15 @@ impl Sam {
         multimask_output: bool,
     ) -> (Tensor<4>, Tensor<2>) {
         let device = embedding.device();
+        let c = self.prompt_encoder.embed_dim();
+        let [b, channels, _, _] = embedding.dims();
+        let (embedding, fine) = match &self.fine_features {
+            Some(path) if channels > c => (
+                embedding.clone().slice([0..b, 0..c]),
+                Some(path.project(embedding.slice([0..b, c..channels]))),
+            ),
+            _ => (embedding, None),
+        };
         let (sparse, dense) = self.prompt_encoder.forward(
             prompts.points,
             prompts.boxes,
@@ -95,15 +130,20 @@ impl Sam {
         );
         let pe = self.prompt_encoder.dense_pe(&device);
         self.mask_decoder
-            .forward(embedding, pe, sparse, dense, multimask_output)
+            .forward(embedding, pe, sparse, dense, fine, multimask_output)
     }
 
-    /// Parameter counts of the image encoder, prompt encoder and mask decoder.
-    pub fn param_counts(&self) -> [(&'static str, usize); 3] {
+    /// Parameter counts of the image encoder, prompt encoder, mask decoder and fine
+    /// features (0 without).
+    pub fn param_counts(&self) -> [(&'static str, usize); 4] {
         [
             ("image_encoder", self.image_encoder.num_params()),
             ("prompt_encoder", self.prompt_encoder.num_params()),
             ("mask_decoder", self.mask_decoder.num_params()),
+            (
+                FINE_KEY,
+                self.fine_features.as_ref().map_or(0, |f| f.num_params()),
+            ),
         ]
     }
 }
@@ -120,7 +160,11 @@ impl NamedParams for Sam {
         self.image_encoder.visit_named(&join("image_encoder"), f)?;
         self.prompt_encoder
             .visit_named(&join("prompt_encoder"), f)?;
-        self.mask_decoder.visit_named(&join("mask_decoder"), f)
+        self.mask_decoder.visit_named(&join("mask_decoder"), f)?;
+        match self.fine_features.as_mut() {
+            Some(fine) => fine.visit_named(&join(FINE_KEY), f),
+            None => Ok(()),
+        }
     }
 }
 

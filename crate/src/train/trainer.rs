@@ -62,6 +62,9 @@ pub struct TrainConfig {
     /// are prompted without it, so the model works both ways.
     #[serde(default)]
     pub structure_prob: f64,
+    /// Add a fine-feature path to a model that has none (`model::fine_features`).
+    #[serde(default)]
+    pub fine_features: bool,
 }
 
 /// `TrainConfig::contrasts` from names in any case (`Contrast::parse`).
@@ -186,6 +189,11 @@ pub fn train(
         let mut sam = sam;
         if cfg.structure_prob > 0.0 {
             sam.prompt_encoder.add_structures(STRUCTURE_KINDS, device);
+        }
+        if cfg.fine_features && !sam.add_fine_features(device) {
+            return Err(TrainError::Config(
+                "fine features need a patch size that is a multiple of 4".into(),
+            ));
         }
         let sam = match &cfg.lora {
             // A model that already carries adapters (frozen encoder) continues with them.
@@ -331,6 +339,7 @@ mod tests {
             correction_prob: 0.5,
             data_threads: 2,
             structure_prob: 0.0,
+            fine_features: false,
         }
     }
 

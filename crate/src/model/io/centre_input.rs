@@ -4,28 +4,44 @@
 //! takes up the channels' different normalisation (SAM's per-channel mean and std). Training
 //! then learns what the neighbours add, as zero-initialised LoRA or identity blocks do.
 
+use crate::model::fine_features::FINE_KEY;
 use crate::model::sam::{PIXEL_MEAN, PIXEL_STD};
 use crate::weights::{HostTensor, StateDict, WeightsError};
 
 const WEIGHT: &str = "image_encoder.patch_embed.proj.weight";
 const BIAS: &str = "image_encoder.patch_embed.proj.bias";
 
-/// The state dict with its patch embedding seated on the centre channel. Exact wherever
-/// the input holds image pixels; in the zero padding right and below a non-square slice
-/// the patches' bias differs.
+/// The state dict with its patch embedding (and the fine features' stem, which also reads
+/// the three channels) seated on the centre channel. Exact wherever the input holds image
+/// pixels; in the zero padding right and below a non-square slice the patches' bias differs.
 pub fn seat_on_centre_channel(sd: &StateDict) -> Result<StateDict, WeightsError> {
+    let mut seated = sd.clone();
+    seat(&mut seated, WEIGHT, BIAS)?;
+    let stem = format!("{FINE_KEY}.stem");
+    if sd.get(&format!("{stem}.weight")).is_some() {
+        seat(
+            &mut seated,
+            &format!("{stem}.weight"),
+            &format!("{stem}.bias"),
+        )?;
+    }
+    Ok(seated)
+}
+
+/// Seats one convolution over the three input channels.
+fn seat(sd: &mut StateDict, weight_key: &str, bias_key: &str) -> Result<(), WeightsError> {
     let missing = |k: &str| WeightsError::NotSam(format!("no tensor {k}"));
-    let w = sd.get(WEIGHT).ok_or_else(|| missing(WEIGHT))?;
-    let b = sd.get(BIAS).ok_or_else(|| missing(BIAS))?;
+    let w = sd.get(weight_key).ok_or_else(|| missing(weight_key))?;
+    let b = sd.get(bias_key).ok_or_else(|| missing(bias_key))?;
     let [out, 3, kh, kw] = w.shape[..] else {
         return Err(WeightsError::NotSam(format!(
-            "{WEIGHT} has shape {:?}, not [D, 3, p, p]",
+            "{weight_key} has shape {:?}, not [D, 3, k, k]",
             w.shape
         )));
     };
     if b.shape != [out] {
         return Err(WeightsError::NotSam(format!(
-            "{BIAS} has shape {:?}",
+            "{bias_key} has shape {:?}",
             b.shape
         )));
     }
@@ -44,10 +60,10 @@ pub fn seat_on_centre_channel(sd: &StateDict) -> Result<StateDict, WeightsError>
             bias[o] += shift as f32;
         }
     }
-    let mut seated = sd.clone();
-    seated.insert(WEIGHT, HostTensor::new(w.shape.clone(), weight));
-    seated.insert(BIAS, HostTensor::new(vec![out], bias));
-    Ok(seated)
+    let shape = w.shape.clone();
+    sd.insert(weight_key, HostTensor::new(shape, weight));
+    sd.insert(bias_key, HostTensor::new(vec![out], bias));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -62,10 +78,24 @@ mod tests {
 
     #[test]
     fn a_seated_model_embeds_any_neighbours_as_the_original_embeds_copies() {
+        seated_embeddings_equal(false);
+    }
+
+    /// The fine features' stem reads the pixels too: seated alike, its features (which
+    /// travel in the embedding) stay equal as well.
+    #[test]
+    fn a_seated_model_with_fine_features_embeds_them_alike() {
+        seated_embeddings_equal(true);
+    }
+
+    fn seated_embeddings_equal(fine: bool) {
         let device = crate::backend::cpu();
         device.seed(4);
         let g = Geometry::tiny(8, 4);
-        let sam = g.config().init(&device);
+        let mut sam = g.config().init(&device);
+        if fine {
+            assert!(sam.add_fine_features(&device));
+        }
         let sd = pollster::block_on(state_dict(&sam)).unwrap();
         let seated = load_sam(&g.config(), seat_on_centre_channel(&sd).unwrap(), &device).unwrap();
         let s = g.image_size;

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use super::resample::{resize_pos_embed, resize_rel_pos};
 use crate::model::build::Geometry;
 use crate::model::common::{NamedParams, ParamRef, Visitor};
+use crate::model::fine_features::{FINE_CHANNELS, FINE_KEY};
 use crate::model::lora::LoraConfig;
 use crate::model::prompt_encoder::{STRUCTURE_KEY, STRUCTURE_KINDS};
 use crate::model::sam::{Sam, SamConfig};
@@ -33,6 +34,18 @@ pub fn load_sam(
         Some(other) => {
             return Err(WeightsError::NotSam(format!(
                 "`{key}` has shape {other:?}, expected [{STRUCTURE_KINDS}, embed_dim]"
+            )))
+        }
+    }
+    // Our fine features, likewise; their shapes are checked as every tensor's.
+    let key = format!("{FINE_KEY}.stem.weight");
+    match sd.shape(&key) {
+        None => {}
+        Some(&[FINE_CHANNELS, 3, _, _]) if sam.add_fine_features(device) => {}
+        Some(other) => {
+            return Err(WeightsError::NotSam(format!(
+                "`{key}` has shape {other:?}, expected [{FINE_CHANNELS}, 3, patch / 4, patch / 4] \
+                 for a patch that is a multiple of 4"
             )))
         }
     }

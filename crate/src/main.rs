@@ -135,6 +135,8 @@ mod tests {
             &["--labels", "1,l"],
             &["--focus", "2"],
             &["--stop-rules", "default,max_extend=0.8"],
+            &["--stop-rules", "default,box_margin=-1"],
+            &["--stop-rules", "default,max_extent=NaN"],
             &["--pairs", "ibsr2:/data"],
         ] {
             assert!(refused(&[&evaluate[..], bad].concat()), "{bad:?}");

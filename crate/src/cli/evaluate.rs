@@ -460,6 +460,11 @@ pub fn parse_stop_rules(spec: &str) -> Result<StopRules, String> {
             .trim()
             .parse()
             .map_err(|_| format!("`{v}` is not a number"))?;
+        // Every rule is a count, share, ratio, margin or switch: a negative box margin, say,
+        // would invert the boxes of thin masks halfway through a walk.
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(format!("`{kv}`: rules take finite values of 0 or more"));
+        }
         match k.trim() {
             "min_area" => r.min_area = v as usize,
             "max_growth" => r.max_growth = v,

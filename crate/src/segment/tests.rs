@@ -332,3 +332,60 @@ fn prompts_outside_the_slice_are_errors_not_panics() {
         vol.ends
     );
 }
+
+/// A box prompt's mask lies within the box, on whole slices and on windows; the same point
+/// without the box does reach outside it (so the box is what keeps the mask in).
+#[test]
+fn a_box_prompts_mask_stays_within_its_box() {
+    let device = crate::backend::cpu();
+    let sam = tiny_sam(&device);
+    let vol = patterned_volume(12, false);
+    let bbox = [3.0, 2.0, 8.0, 9.0];
+    let outside = |m: &SliceMask| {
+        (0..m.rows * m.cols)
+            .filter(|i| {
+                let (r, c) = ((i / m.cols) as f32, (i % m.cols) as f32);
+                m.data[*i] != 0 && !(c >= bbox[0] && c <= bbox[2] && r >= bbox[1] && r <= bbox[3])
+            })
+            .count()
+    };
+    // The window path with a window of the whole slice, so that the point could reach out.
+    for focus in [
+        None,
+        Some(Focus {
+            context: 100.0,
+            min_side: 12,
+        }),
+    ] {
+        let mut s = Session::new(&vol, device.clone()).unwrap();
+        s.set_focus(focus);
+        let point = SlicePrompt {
+            points: vec![[5.0, 6.0, 1.0]],
+            ..Default::default()
+        };
+        let free = pollster::block_on(s.predict(&sam, 2, 1, &point)).unwrap();
+        assert!(
+            outside(&free) > 0,
+            "{focus:?}: the point's mask is inside the box anyway"
+        );
+        let boxed = SlicePrompt {
+            bbox: Some(bbox),
+            ..point
+        };
+        let m = pollster::block_on(s.predict(&sam, 2, 1, &boxed)).unwrap();
+        assert_eq!(outside(&m), 0, "{focus:?}: the mask leaves its box");
+    }
+}
+
+#[test]
+fn keep_within_clears_exactly_the_pixels_outside_the_box() {
+    let mut m = SliceMask {
+        rows: 3,
+        cols: 4,
+        data: vec![1; 12],
+        iou: 0.0,
+        low_res_logits: Vec::new(),
+    };
+    m.keep_within([1.0, 0.5, 2.0, 2.0]);
+    assert_eq!(m.data, vec![0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0]);
+}

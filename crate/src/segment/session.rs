@@ -356,9 +356,8 @@ impl Session {
     /// One mask for a prompt on a canonical slice (encodes the slice, or with a focus the
     /// window around the prompt, first if needed). A box prompt's mask stays within its box:
     /// SAM's masks can reach past it into a neighbouring structure (the pallidum into the
-    /// putamen beside it), and clearing that gained 0.004–0.007 Dice on box prompts and
-    /// 0.018–0.026 on a box walked in 3-D, whose boxes then never grow
-    /// (experiments/stage19/).
+    /// putamen beside it); clearing that gained 0.004–0.011 held-out Dice on box prompts
+    /// and 0.018 on a box walked in 3-D, whose boxes then never grow (experiments/stage20/).
     pub async fn predict(
         &mut self,
         sam: &Sam,

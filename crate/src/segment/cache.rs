@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use burn::prelude::*;
 
-/// Embeddings kept per session: one slice is `256 × g × g` floats (1 MiB at g = 32).
+/// Embeddings kept per session: one slice is `256 × g × g` floats (1 MiB at g = 32; twice
+/// that with fine features, which travel behind the embedding).
 const MAX_CACHED_SLICES: usize = 96;
 
 /// Axis, slice index, window (`[row0, col0, side]`; None: the whole slice), mirrored.

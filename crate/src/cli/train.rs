@@ -11,7 +11,7 @@ use brainsam::model::{Geometry, Sam};
 use brainsam::train::plot::curve_png;
 use brainsam::train::sampler::SamplerConfig;
 use brainsam::train::schedule::Decay;
-use brainsam::train::trainer::{train, StepLog, TrainConfig, TrainVolume};
+use brainsam::train::trainer::{train, StepLog, TrainConfig, TrainVolume, Trained};
 use brainsam::train::LossWeights;
 use burn::prelude::Device;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -114,6 +114,12 @@ pub struct TrainArgs {
     /// starts at zero, so training starts from what the base model predicts.
     #[arg(long)]
     pub fine_features: bool,
+    /// Also keep an exponential moving average of the weights with this decay (e.g. 0.999:
+    /// about the last 1000 steps) and write it as `model_average.safetensors` beside
+    /// `model.safetensors`: the average of a run's late weights, as the soups of stages 9–10
+    /// averaged two runs. Full fine-tunes only.
+    #[arg(long)]
+    pub average_decay: Option<f64>,
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
     #[arg(long, default_value_t = 100)]
@@ -252,6 +258,7 @@ fn train_config(a: &TrainArgs, lora: Option<LoraConfig>, base_gap: usize) -> Tra
         correction_prob: a.correction_prob,
         structure_prob: a.structure_prob,
         fine_features: a.fine_features,
+        average_decay: a.average_decay,
         data_threads: match a.data_threads {
             0 => std::thread::available_parallelism()
                 .map_or(1, |n| n.get().saturating_sub(2))
@@ -305,7 +312,7 @@ fn train_with_progress(
     geometry: &Geometry,
     volumes: Vec<TrainVolume>,
     device: &Device,
-) -> Res<Sam> {
+) -> Res<Trained> {
     let mut log = TrainLog::open(&a.out.join("log.csv"), a.resume)
         .map_err(|e| format!("{}: {e}", a.out.join("log.csv").display()))?;
     let bar = ProgressBar::new(a.steps as u64);
@@ -332,7 +339,7 @@ fn train_with_progress(
         a.max_minutes
             .is_none_or(|m| started.elapsed().as_secs_f64() < m * 60.0)
     };
-    let sam = train(
+    let trained = train(
         cfg,
         sam,
         geometry,
@@ -344,7 +351,7 @@ fn train_with_progress(
     )?;
     bar.finish();
     std::fs::write(a.out.join("curve.png"), curve_png(&log.points())?)?;
-    Ok(sam)
+    Ok(trained)
 }
 
 pub fn run(a: &TrainArgs) -> Res {
@@ -363,7 +370,7 @@ pub fn run(a: &TrainArgs) -> Res {
     let volumes = training_volumes(a)?;
     let cfg = train_config(a, lora.clone(), base_gap);
     record_run(a, &cfg, &geometry, &volumes, &base_hash)?;
-    let sam = train_with_progress(a, &cfg, sam, &geometry, volumes, &device)?;
+    let Trained { sam, average } = train_with_progress(a, &cfg, sam, &geometry, volumes, &device)?;
 
     // Trained to propagate once any run of its lineage was.
     let dense_propagation = base_meta.dense_propagation || cfg.sampler.trains_propagation();
@@ -392,6 +399,14 @@ pub fn run(a: &TrainArgs) -> Res {
                 slice_gap: cfg.sampler.slice_gap,
                 dense_propagation,
             };
+            if let Some(avg) = &average {
+                let path = a.out.join("model_average.safetensors");
+                std::fs::write(
+                    &path,
+                    pollster::block_on(model_bytes(avg, &geometry, &meta, false))?,
+                )?;
+                println!("wrote {} (the weight average)", path.display());
+            }
             (
                 "model.safetensors",
                 pollster::block_on(model_bytes(&sam, &geometry, &meta, false))?,

@@ -6,6 +6,7 @@
 //! (`grouped_decode`), with a corrective round (`correction`) where asked. [`trainer`] is
 //! the loop around it, [`resume`] its checkpoint for resuming a killed run.
 
+pub mod averaging;
 pub mod batch;
 mod correction;
 mod error;

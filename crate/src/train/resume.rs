@@ -69,6 +69,26 @@ pub fn set_param_ids(sam: &mut Sam, ids: &BTreeMap<String, u64>) -> Result<(), W
     }
 }
 
+/// The weight average's file in the checkpoint folder (`train::averaging`).
+const AVERAGE: &str = "average.safetensors";
+
+/// The weight average [`save`] wrote, as a model shaped like `like`; None when the
+/// checkpoint has none.
+pub fn load_average(out: &Path, like: &Sam, device: &Device) -> Result<Option<Sam>, TrainError> {
+    let p = dir(out).join(AVERAGE);
+    if !exists(out) || !p.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&p).map_err(|e| TrainError::io(&p, e))?;
+    let mut avg = like.clone();
+    let mut sd = StateDict::from_bytes(&bytes)?;
+    avg.visit_named("", &mut |key, p| {
+        crate::model::io::checkpoint::load_param(&mut sd, key, p, device)
+    })?;
+    sd.finish()?;
+    Ok(Some(avg))
+}
+
 fn dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
@@ -84,11 +104,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
-/// Writes model, adapters, optimiser and state, each file atomically (write, then rename);
-/// `state.json` goes last.
+/// Writes model, weight average, adapters, optimiser and state, each file atomically
+/// (write, then rename); `state.json` goes last.
+#[allow(clippy::too_many_arguments)]
 pub fn save(
     out: &Path,
     sam: &mut Sam,
+    average: Option<&Sam>,
     optim: &ModuleOptimizer,
     step: usize,
     geometry: &Geometry,
@@ -96,6 +118,13 @@ pub fn save(
 ) -> Result<(), TrainError> {
     let d = dir(out);
     std::fs::create_dir_all(&d).map_err(|e| TrainError::io(&d, e))?;
+    if let Some(avg) = average {
+        let sd = pollster::block_on(state_dict(avg))?;
+        write_atomic(
+            &d.join(AVERAGE),
+            &write_safetensors(sd.iter(), false, None)?,
+        )?;
+    }
     let sd = pollster::block_on(state_dict(sam))?;
     write_atomic(
         &d.join("model.safetensors"),

@@ -10,6 +10,7 @@ use std::time::Instant;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 
+use super::averaging::WeightAverage;
 use super::batch::to_batch;
 use super::sampler::{sample_slice, SamplerConfig};
 use super::schedule::{Decay, Schedule};
@@ -65,6 +66,16 @@ pub struct TrainConfig {
     /// Add a fine-feature path to a model that has none (`model::fine_features`).
     #[serde(default)]
     pub fine_features: bool,
+    /// Also keep an exponential moving average of the weights with this decay
+    /// (`train::averaging`); a full fine-tune only.
+    #[serde(default)]
+    pub average_decay: Option<f64>,
+}
+
+/// What a run returns: the model as trained, and its weight average when one was kept.
+pub struct Trained {
+    pub sam: Sam,
+    pub average: Option<Sam>,
 }
 
 /// `TrainConfig::contrasts` from names in any case (`Contrast::parse`).
@@ -157,7 +168,7 @@ pub fn train(
     device: &Device,
     resume: bool,
     report: &mut dyn FnMut(&StepLog) -> bool,
-) -> Result<Sam, TrainError> {
+) -> Result<Trained, TrainError> {
     if volumes.is_empty() || cfg.contrasts.is_empty() || cfg.labels.is_empty() {
         return Err(TrainError::Config(
             "no training volumes, contrasts or labels".into(),
@@ -172,6 +183,19 @@ pub fn train(
         return Err(TrainError::Config(
             "slices per step and per volume must be positive".into(),
         ));
+    }
+    match cfg.average_decay {
+        Some(d) if !(d > 0.0 && d < 1.0) => {
+            return Err(TrainError::Config(format!(
+                "the weight average's decay must lie between 0 and 1, not {d}"
+            )))
+        }
+        Some(_) if cfg.lora.is_some() => {
+            return Err(TrainError::Config(
+                "a weight average is kept for full fine-tunes only, not for adapters".into(),
+            ))
+        }
+        _ => {}
     }
     let optim: ModuleOptimizer = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
@@ -202,6 +226,19 @@ pub fn train(
             None => sam,
         };
         (sam, optim, 0)
+    };
+    let mut average = match cfg.average_decay {
+        Some(d) => {
+            let saved = match start {
+                0 => None,
+                _ => resume::load_average(out, &sam, device)?,
+            };
+            Some(match saved {
+                Some(mut avg) => WeightAverage::new(&mut avg, d, start)?,
+                None => WeightAverage::new(&mut sam, d, start)?,
+            })
+        }
+        None => None,
     };
     let schedule = Schedule {
         peak: cfg.lr,
@@ -272,6 +309,9 @@ pub fn train(
         let lr = schedule.lr(k);
         let (next_sam, loss) = step(sam, &mut optim, &batches, lr, cfg.loss);
         sam = next_sam;
+        if let Some(avg) = average.as_mut() {
+            avg.update(&mut sam)?;
+        }
         slices_done += batches.len();
         let go_on = report(&StepLog {
             step: k + 1,
@@ -281,13 +321,23 @@ pub fn train(
         });
         let due = cfg.checkpoint_every > 0 && (k + 1) % cfg.checkpoint_every == 0;
         if due || k + 1 == cfg.steps || !go_on {
-            resume::save(out, &mut sam, &optim, k + 1, geometry, cfg.lora.as_ref())?;
+            let avg = average.as_ref().map(|a| a.model(&sam)).transpose()?;
+            resume::save(
+                out,
+                &mut sam,
+                avg.as_ref(),
+                &optim,
+                k + 1,
+                geometry,
+                cfg.lora.as_ref(),
+            )?;
         }
         if !go_on {
             break;
         }
     }
-    Ok(sam)
+    let average = average.map(|a| a.model(&sam)).transpose()?;
+    Ok(Trained { sam, average })
 }
 
 #[cfg(all(test, feature = "cpu"))]
@@ -340,6 +390,7 @@ mod tests {
             data_threads: 2,
             structure_prob: 0.0,
             fine_features: false,
+            average_decay: None,
         }
     }
 
@@ -409,7 +460,11 @@ mod tests {
         ));
         let (a, b) = (dir.join("a"), dir.join("b"));
         let _ = std::fs::remove_dir_all(&dir);
-        let cfg = config(4, lora);
+        // The full fine-tune also keeps a weight average, which must resume exactly too.
+        let cfg = TrainConfig {
+            average_decay: lora.is_none().then_some(0.5),
+            ..config(4, lora)
+        };
 
         let whole = train(
             &cfg,
@@ -433,7 +488,8 @@ mod tests {
             false,
             &mut |s| s.step < 3,
         )
-        .unwrap();
+        .unwrap()
+        .sam;
         {
             let (loaded, _, st) = resume::load(&b, AdamWConfig::new().init(), &device).unwrap();
             assert_eq!(st.step, 3);
@@ -448,18 +504,35 @@ mod tests {
             true
         })
         .unwrap();
-        let (w, s, r) = (weights(&whole), weights(&stopped), weights(&resumed));
+        let (w, s, r) = (
+            weights(&whole.sam),
+            weights(&stopped),
+            weights(&resumed.sam),
+        );
         assert_ne!(
             w, s,
             "the fourth step changed nothing: the test would be vacuous"
         );
-        for ((k, x), (_, y)) in w.iter().zip(&r) {
-            let d = x
-                .iter()
-                .zip(y)
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0f32, f32::max);
-            assert!(d <= 1e-6, "{k}: resumed differs by {d}");
+        let close = |x: &[(String, Vec<f32>)], y: &[(String, Vec<f32>)], what: &str| {
+            assert_eq!(x.len(), y.len());
+            for ((k, x), (_, y)) in x.iter().zip(y) {
+                let d = x
+                    .iter()
+                    .zip(y)
+                    .map(|(p, q)| (p - q).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(d <= 1e-6, "{what} {k}: resumed differs by {d}");
+            }
+        };
+        close(&w, &r, "model");
+        match (&whole.average, &resumed.average) {
+            (Some(x), Some(y)) => {
+                let (x, y) = (weights(x), weights(y));
+                assert_ne!(x, w, "the average is the model itself");
+                close(&x, &y, "average");
+            }
+            (None, None) => assert!(cfg.average_decay.is_none()),
+            _ => panic!("one run kept an average, the other not"),
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

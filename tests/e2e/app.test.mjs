@@ -136,6 +136,8 @@ async function boxPutamen(name) {
   const page = ctx.page;
   await page.click('#clear');
   await settle(page);
+  // Scored as the putamen whichever structure an earlier test left chosen.
+  await chooseStructure(PUTAMEN);
   await page.click('[data-tool="box"]');
   const t = await target(PUTAMEN);
   await goTo(t);

@@ -66,32 +66,11 @@ impl WeightAverage {
     /// Folds `sam`'s current weights into the average (after each optimiser step).
     pub fn update(&mut self, sam: &mut Sam) -> Result<(), WeightsError> {
         let keep = self.keep();
-        let mut slots = self.slots.iter_mut();
-        sam.visit_named("", &mut |key, p| {
-            let slot = match p {
-                ParamRef::Buffer2(_) => return Ok(()),
-                _ => slots.next(),
-            };
-            match (p, slot) {
-                (ParamRef::D1(p), Some(Slot::D1(a))) if a.dims() == p.dims() => {
-                    *a = mix(a, p.val(), keep)
-                }
-                (
-                    ParamRef::D2(p) | ParamRef::LinearWeight(p) | ParamRef::RelPos(p),
-                    Some(Slot::D2(a)),
-                ) if a.dims() == p.dims() => *a = mix(a, p.val(), keep),
-                (ParamRef::D4(p) | ParamRef::PosEmbed(p), Some(Slot::D4(a)))
-                    if a.dims() == p.dims() =>
-                {
-                    *a = mix(a, p.val(), keep)
-                }
-                _ => return Err(out_of_step(key)),
-            }
-            Ok(())
+        zip(sam, &mut self.slots, |pair| match pair {
+            Pair::D1(p, a) => *a = mix(a, p.val(), keep),
+            Pair::D2(p, a) => *a = mix(a, p.val(), keep),
+            Pair::D4(p, a) => *a = mix(a, p.val(), keep),
         })?;
-        if slots.next().is_some() {
-            return Err(out_of_step("(end)"));
-        }
         self.updates += 1;
         Ok(())
     }
@@ -99,33 +78,55 @@ impl WeightAverage {
     /// A copy of `sam` (the model being averaged) holding the averaged weights.
     pub fn model(&self, sam: &Sam) -> Result<Sam, WeightsError> {
         let mut out = sam.clone();
-        let mut slots = self.slots.iter();
-        out.visit_named("", &mut |key, p| {
-            let slot = match p {
-                ParamRef::Buffer2(_) => return Ok(()),
-                _ => slots.next(),
-            };
-            match (p, slot) {
-                (ParamRef::D1(p), Some(Slot::D1(a))) if a.dims() == p.dims() => {
-                    *p = Param::from_tensor(a.clone())
-                }
-                (
-                    ParamRef::D2(p) | ParamRef::LinearWeight(p) | ParamRef::RelPos(p),
-                    Some(Slot::D2(a)),
-                ) if a.dims() == p.dims() => *p = Param::from_tensor(a.clone()),
-                (ParamRef::D4(p) | ParamRef::PosEmbed(p), Some(Slot::D4(a)))
-                    if a.dims() == p.dims() =>
-                {
-                    *p = Param::from_tensor(a.clone())
-                }
-                _ => return Err(out_of_step(key)),
-            }
-            Ok(())
+        // A copy of handles, not of data: burn's tensors share their buffers.
+        let mut slots = self.slots.clone();
+        zip(&mut out, &mut slots, |pair| match pair {
+            Pair::D1(p, a) => *p = Param::from_tensor(a.clone()),
+            Pair::D2(p, a) => *p = Param::from_tensor(a.clone()),
+            Pair::D4(p, a) => *p = Param::from_tensor(a.clone()),
         })?;
-        match slots.next() {
-            Some(_) => Err(out_of_step("(end)")),
-            None => Ok(out),
+        Ok(out)
+    }
+}
+
+/// A parameter and its slot, of one kind.
+enum Pair<'a, 'b> {
+    D1(&'a mut Param<Tensor<1>>, &'b mut Tensor<1>),
+    D2(&'a mut Param<Tensor<2>>, &'b mut Tensor<2>),
+    D4(&'a mut Param<Tensor<4>>, &'b mut Tensor<4>),
+}
+
+/// Calls `f` on each of `sam`'s parameters (buffers skipped) with its slot, in order; fails
+/// where the two differ in kind, shape or count.
+fn zip(
+    sam: &mut Sam,
+    slots: &mut [Slot],
+    mut f: impl FnMut(Pair<'_, '_>),
+) -> Result<(), WeightsError> {
+    let mut slots = slots.iter_mut();
+    sam.visit_named("", &mut |key, p| {
+        let slot = match p {
+            ParamRef::Buffer2(_) => return Ok(()),
+            _ => slots.next(),
+        };
+        match (p, slot) {
+            (ParamRef::D1(p), Some(Slot::D1(a))) if a.dims() == p.dims() => f(Pair::D1(p, a)),
+            (
+                ParamRef::D2(p) | ParamRef::LinearWeight(p) | ParamRef::RelPos(p),
+                Some(Slot::D2(a)),
+            ) if a.dims() == p.dims() => f(Pair::D2(p, a)),
+            (ParamRef::D4(p) | ParamRef::PosEmbed(p), Some(Slot::D4(a)))
+                if a.dims() == p.dims() =>
+            {
+                f(Pair::D4(p, a))
+            }
+            _ => return Err(out_of_step(key)),
         }
+        Ok(())
+    })?;
+    match slots.next() {
+        Some(_) => Err(out_of_step("(end)")),
+        None => Ok(()),
     }
 }
 

@@ -117,7 +117,15 @@ pub fn info(a: &InfoArgs) -> Res {
         e = g.image_size / g.patch_size,
         m = 4 * g.image_size / g.patch_size,
     );
-    match ModelMeta::read(&read(&a.checkpoint)?).focus {
+    let meta = ModelMeta::read(&read(&a.checkpoint)?);
+    match meta.mask_thresholds {
+        Some(t) => println!(
+            "thresholds   masks cut per structure kind (thalamus … ventricle): slice {:?}, walk {:?}",
+            t.slice, t.walk
+        ),
+        None => println!("thresholds   none (masks cut at logit 0)"),
+    }
+    match meta.focus {
         Some(f) => println!(
             "focus        predicts on a window around each prompt: {}× its larger side, at least {} px",
             f.context, f.min_side
@@ -184,6 +192,10 @@ pub fn convert(a: &ConvertArgs) -> Res {
         },
         slice_gap,
         dense_propagation: of_input.dense_propagation,
+        // Thresholds were chosen for the input's weights: changed weights need choosing again.
+        mask_thresholds: of_input.mask_thresholds.filter(|_| {
+            a.average.is_empty() && a.insert_blocks.is_empty() && slice_gap == of_input.slice_gap
+        }),
     };
     let bytes = state_dict_bytes(&sd, &g, &meta, a.half)?;
     std::fs::write(&a.output, &bytes)

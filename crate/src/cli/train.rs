@@ -398,6 +398,8 @@ pub fn run(a: &TrainArgs) -> Res {
                 focus: cfg.sampler.inference_focus(),
                 slice_gap: cfg.sampler.slice_gap,
                 dense_propagation,
+                // Chosen afterwards, on other subjects (`brainsam calibrate`).
+                mask_thresholds: None,
             };
             if let Some(avg) = &average {
                 let path = a.out.join("model_average.safetensors");

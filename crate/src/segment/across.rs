@@ -7,6 +7,7 @@
 
 use super::{interior_point, SegmentError, Session, SliceMask, SlicePrompt};
 use crate::data::slicing;
+use crate::model::io::Cut;
 use crate::model::Sam;
 
 /// Per index along `axis`, whether `mask` (slice `k` along `other`) has a pixel there.
@@ -76,7 +77,7 @@ impl Session {
                 structure,
                 ..Default::default()
             };
-            let mask = self.predict(sam, other, k, &prompt).await?;
+            let mask = self.predict_cut(sam, other, k, &prompt, Cut::Walk).await?;
             runs.push(run_through(&covered(&mask, other, k, axis, len)?, index));
         }
         Ok(span(&runs))

@@ -20,7 +20,7 @@ pub use error::SegmentError;
 pub use focus::Focus;
 pub use prompts::{bbox, interior_point, PromptFile, SlicePrompt};
 pub use propagate::{End, Propagation, StopReason, StopRules};
-pub use session::{Session, SliceMask};
+pub use session::{Session, SliceMask, SliceScores};
 
 #[cfg(all(test, feature = "cpu"))]
 mod tests;

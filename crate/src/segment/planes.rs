@@ -6,6 +6,7 @@
 
 use super::{bbox, propagate::Propagation, SegmentError, Session, SlicePrompt, StopRules};
 use crate::data::slicing;
+use crate::model::io::Cut;
 use crate::model::Sam;
 
 /// Per index along `axis`, the voxels of `mask` (1 inside) on that slice.
@@ -68,7 +69,7 @@ impl Session {
                 structure,
                 ..Default::default()
             };
-            let seed = self.predict(sam, other, k, &prompt).await?;
+            let seed = self.predict_cut(sam, other, k, &prompt, Cut::Walk).await?;
             let walk = self
                 .walk(sam, other, k, &seed, structure, rules, progress)
                 .await?;

@@ -13,6 +13,7 @@
 
 use super::{bbox, SegmentError, Session, SliceMask, SlicePrompt};
 use crate::data::slicing;
+use crate::model::io::Cut;
 use crate::model::Sam;
 
 /// When a propagated slice ends the structure (it is not kept).
@@ -384,7 +385,9 @@ impl Session {
                     structure,
                     ..Default::default()
                 };
-                let mask = self.predict(sam, axis, i as usize, &prompt).await?;
+                let mask = self
+                    .predict_cut(sam, axis, i as usize, &prompt, Cut::Walk)
+                    .await?;
                 done += 1;
                 progress(done, total);
                 let plane = slicing::slice(self.canonical_image(), axis, i as usize)?;

@@ -9,9 +9,9 @@ use super::cache::{CacheKey, EmbeddingCache};
 use super::{Focus, SegmentError, SlicePrompt};
 use crate::data::slicing::{self, Normalizer, Plane};
 use crate::data::{LabelVolume, Orientation, Volume};
+use crate::model::io::{Cut, MaskThresholds};
 use crate::model::mask_grid::dense_prompt;
 use crate::model::predictor::{PredictError, Prediction, Prompt, SamPredictor};
-use crate::model::sam::MASK_THRESHOLD;
 use crate::model::transforms::postprocess_masks;
 use crate::model::Sam;
 
@@ -45,6 +45,42 @@ impl SliceMask {
     }
 }
 
+/// A prompt's mask logits on one canonical slice, before they are cut into a mask:
+/// [`Session::scores`] computes them once, [`SliceScores::mask`] cuts them at any level.
+#[derive(Debug, Clone)]
+pub struct SliceScores {
+    pub rows: usize,
+    pub cols: usize,
+    /// `rows × cols`; −∞ outside the window the prompt was predicted on.
+    pub logits: Vec<f32>,
+    pub iou: f32,
+    /// Low-resolution logits of a whole-slice prediction (empty for a window).
+    pub low_res_logits: Vec<f32>,
+    /// The prompt's box: a box prompt's mask stays within it.
+    bbox: Option<[f32; 4]>,
+}
+
+impl SliceScores {
+    /// The pixels whose logit is above `threshold` (within the prompt's box, if any).
+    pub fn mask(&self, threshold: f32) -> SliceMask {
+        let mut m = SliceMask {
+            rows: self.rows,
+            cols: self.cols,
+            data: self
+                .logits
+                .iter()
+                .map(|v| u8::from(*v > threshold))
+                .collect(),
+            iou: self.iou,
+            low_res_logits: self.low_res_logits.clone(),
+        };
+        if let Some(b) = self.bbox {
+            m.keep_within(b);
+        }
+        m
+    }
+}
+
 /// One volume being segmented.
 pub struct Session {
     image: Volume<f32>,
@@ -55,6 +91,7 @@ pub struct Session {
     focus: Option<Focus>,
     flip_average: bool,
     slice_gap: usize,
+    mask_thresholds: Option<MaskThresholds>,
 }
 
 impl Session {
@@ -71,6 +108,7 @@ impl Session {
             focus: None,
             flip_average: false,
             slice_gap: 0,
+            mask_thresholds: None,
         })
     }
 
@@ -127,6 +165,19 @@ impl Session {
 
     pub fn slice_gap(&self) -> usize {
         self.slice_gap
+    }
+
+    /// Cuts each later mask at its structure kind's logit threshold (None: SAM's 0).
+    pub fn set_mask_thresholds(&mut self, t: Option<MaskThresholds>) {
+        self.mask_thresholds = t;
+    }
+
+    pub fn mask_thresholds(&self) -> Option<MaskThresholds> {
+        self.mask_thresholds
+    }
+
+    fn threshold(&self, cut: Cut, prompt: &SlicePrompt) -> f32 {
+        MaskThresholds::of_or_sam(self.mask_thresholds.as_ref(), cut, prompt.structure)
     }
 
     pub fn is_encoded(&self, axis: usize, index: usize) -> bool {
@@ -190,16 +241,16 @@ impl Session {
         self.cache.clear();
     }
 
-    /// One mask for a prompt, predicted on a square window around the prompt that is
-    /// enlarged to the model input, then pasted back into the whole slice.
-    async fn predict_focused(
+    /// A prompt's logits, predicted on a square window around the prompt that is enlarged
+    /// to the model input, then pasted back into the whole slice.
+    async fn scores_focused(
         &mut self,
         sam: &Sam,
         axis: usize,
         index: usize,
         prompt: &SlicePrompt,
         focus: Focus,
-    ) -> Result<SliceMask, SegmentError> {
+    ) -> Result<SliceScores, SegmentError> {
         let dims = self.image.dims;
         let (rows, cols) = self.plane_size(axis)?;
         if index >= dims[axis] {
@@ -266,26 +317,24 @@ impl Session {
             }
             iou = 0.5 * (iou + m_iou);
         }
-        let m: Vec<u8> = postprocess_masks(&logits, l, l, sam.img_size(), input, (side, side))
-            .map_err(PredictError::from)?
-            .into_iter()
-            .map(|v| u8::from(v > MASK_THRESHOLD))
-            .collect();
-        if m.len() != side * side {
+        let up = postprocess_masks(&logits, l, l, sam.img_size(), input, (side, side))
+            .map_err(PredictError::from)?;
+        if up.len() != side * side {
             return Err(SegmentError::Prompt(
                 "the model's mask does not fit its window".into(),
             ));
         }
-        let mut data = vec![0u8; rows * cols];
-        for (r, row) in m.chunks_exact(side).enumerate() {
-            data[(r0 + r) * cols + c0..][..side].copy_from_slice(row);
+        let mut whole = vec![f32::NEG_INFINITY; rows * cols];
+        for (r, row) in up.chunks_exact(side).enumerate() {
+            whole[(r0 + r) * cols + c0..][..side].copy_from_slice(row);
         }
-        Ok(SliceMask {
+        Ok(SliceScores {
             rows,
             cols,
-            data,
+            logits: whole,
             iou,
             low_res_logits: Vec::new(),
+            bbox: prompt.bbox,
         })
     }
 
@@ -354,7 +403,8 @@ impl Session {
     }
 
     /// One mask for a prompt on a canonical slice (encodes the slice, or with a focus the
-    /// window around the prompt, first if needed). A box prompt's mask stays within its box:
+    /// window around the prompt, first if needed), cut at its structure's slice threshold
+    /// ([`Self::set_mask_thresholds`]). A box prompt's mask stays within its box:
     /// SAM's masks can reach past it into a neighbouring structure (the pallidum into the
     /// putamen beside it); clearing that gained 0.004–0.011 held-out Dice on box prompts
     /// and 0.018 on a box walked in 3-D, whose boxes then never grow (experiments/stage20/).
@@ -365,40 +415,69 @@ impl Session {
         index: usize,
         prompt: &SlicePrompt,
     ) -> Result<SliceMask, SegmentError> {
-        let mut mask = match self.focus {
-            Some(f) => self.predict_focused(sam, axis, index, prompt, f).await?,
-            None => self.predict_whole(sam, axis, index, prompt).await?,
-        };
-        if let Some(b) = prompt.bbox {
-            mask.keep_within(b);
-        }
-        Ok(mask)
+        self.predict_cut(sam, axis, index, prompt, Cut::Slice).await
     }
 
-    async fn predict_whole(
+    /// As [`Self::predict`], cut at the structure's slice or walk threshold.
+    pub(super) async fn predict_cut(
         &mut self,
         sam: &Sam,
         axis: usize,
         index: usize,
         prompt: &SlicePrompt,
+        cut: Cut,
     ) -> Result<SliceMask, SegmentError> {
+        let t = self.threshold(cut, prompt);
+        Ok(self.scores(sam, axis, index, prompt).await?.mask(t))
+    }
+
+    /// A prompt's logits on a canonical slice, before they are cut into a mask.
+    pub async fn scores(
+        &mut self,
+        sam: &Sam,
+        axis: usize,
+        index: usize,
+        prompt: &SlicePrompt,
+    ) -> Result<SliceScores, SegmentError> {
+        match self.focus {
+            Some(f) => self.scores_focused(sam, axis, index, prompt, f).await,
+            None => self.scores_whole(sam, axis, index, prompt).await,
+        }
+    }
+
+    async fn scores_whole(
+        &mut self,
+        sam: &Sam,
+        axis: usize,
+        index: usize,
+        prompt: &SlicePrompt,
+    ) -> Result<SliceScores, SegmentError> {
         self.encode(sam, axis, index).await?;
         let (rows, cols) = self.plane_size(axis)?;
         prompt.check(rows, cols)?;
-        let (pred, _) = self
-            .decode(sam, &(axis, index, None, false), prompt)
-            .await?;
-        let data = pred
-            .mask(0)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| SegmentError::Prompt("the model returned no mask".into()))?;
+        let key = (axis, index, None, false);
+        let (pred, input) = self.decode(sam, &key, prompt).await?;
         let l = pred.low_res_size;
-        Ok(SliceMask {
+        let low_res_logits = pred
+            .low_res_logits
+            .get(..l * l)
+            .ok_or_else(|| SegmentError::Prompt("the model returned no mask".into()))?
+            .to_vec();
+        // The predictor's own masks are cut at 0: upscale its logits again to cut elsewhere.
+        let logits = postprocess_masks(&low_res_logits, l, l, sam.img_size(), input, (rows, cols))
+            .map_err(PredictError::from)?;
+        if logits.len() != rows * cols {
+            return Err(SegmentError::Prompt(
+                "the model's mask does not fit its slice".into(),
+            ));
+        }
+        Ok(SliceScores {
             rows,
             cols,
-            data,
+            logits,
             iou: pred.iou.first().copied().unwrap_or(0.0),
-            low_res_logits: pred.low_res_logits[..l * l].to_vec(),
+            low_res_logits,
+            bbox: prompt.bbox,
         })
     }
 

@@ -389,3 +389,63 @@ fn keep_within_clears_exactly_the_pixels_outside_the_box() {
     m.keep_within([1.0, 0.5, 2.0, 2.0]);
     assert_eq!(m.data, vec![0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0]);
 }
+
+/// A mask is its logits cut at its structure kind's threshold, the slice's or the walk's as
+/// asked, and a prompt of another kind or of none keeps SAM's 0.
+#[test]
+fn masks_are_cut_at_their_kinds_threshold() {
+    use crate::model::io::{Cut, MaskThresholds};
+    let device = crate::backend::cpu();
+    let sam = tiny_sam(&device);
+    let n = 12;
+    let vol = patterned_volume(n, false);
+    let prompt = |structure| SlicePrompt {
+        points: vec![[5.0, 6.0, 1.0]],
+        structure,
+        ..Default::default()
+    };
+    for focus in [
+        None,
+        Some(Focus {
+            context: 2.0,
+            min_side: 8,
+        }),
+    ] {
+        let mut s = Session::new(&vol, device.clone()).unwrap();
+        s.set_focus(focus);
+        let scores = pollster::block_on(s.scores(&sam, 2, 1, &prompt(Some(3)))).unwrap();
+        // A threshold between the logits' quartiles, so that the cut matters.
+        let mut sorted: Vec<f32> = scores
+            .logits
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        sorted.sort_by(f32::total_cmp);
+        let t = 0.5 * (sorted[sorted.len() / 4] + sorted[3 * sorted.len() / 4]);
+        let at_zero = pollster::block_on(s.predict(&sam, 2, 1, &prompt(Some(3)))).unwrap();
+        assert_eq!(at_zero.data, scores.mask(0.0).data, "{focus:?}");
+        // A walk's cut alone leaves prompts on a slice at 0.
+        let mut table = MaskThresholds::uniform(0.0);
+        table.walk[3] = t;
+        s.set_mask_thresholds(Some(table));
+        let walked =
+            pollster::block_on(s.predict_cut(&sam, 2, 1, &prompt(Some(3)), Cut::Walk)).unwrap();
+        let on_slice = pollster::block_on(s.predict(&sam, 2, 1, &prompt(Some(3)))).unwrap();
+        assert_eq!(on_slice.data, at_zero.data, "{focus:?}");
+        let expected: Vec<u8> = scores.logits.iter().map(|v| u8::from(*v > t)).collect();
+        assert_eq!(walked.data, expected, "{focus:?}");
+        table.slice[3] = t;
+        s.set_mask_thresholds(Some(table));
+        let cut = pollster::block_on(s.predict(&sam, 2, 1, &prompt(Some(3)))).unwrap();
+        assert_eq!(cut.data, expected, "{focus:?}");
+        assert_ne!(
+            cut.data, at_zero.data,
+            "{focus:?}: the cut at {t} changed nothing"
+        );
+        let other_kind = pollster::block_on(s.predict(&sam, 2, 1, &prompt(Some(2)))).unwrap();
+        assert_eq!(other_kind.data, at_zero.data, "{focus:?}");
+        let no_kind = pollster::block_on(s.predict(&sam, 2, 1, &prompt(None))).unwrap();
+        assert_eq!(no_kind.data, at_zero.data, "{focus:?}");
+    }
+}

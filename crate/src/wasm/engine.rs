@@ -18,7 +18,7 @@ use crate::data::orient::{axcodes, to_canonical};
 use crate::data::slicing::plane_axes;
 use crate::data::Volume;
 use crate::data::{read_image, read_labels};
-use crate::model::io::{self, LoadedModel};
+use crate::model::io::{self, LoadedModel, MaskThresholds};
 use crate::model::Sam;
 use crate::segment::{Focus, Propagation, Session, SliceMask, SlicePrompt, StopRules};
 
@@ -30,6 +30,8 @@ struct Model {
     slice_gap: usize,
     /// How "whole structure" propagates: trained, or by the hand-set rules.
     rules: StopRules,
+    /// Per structure kind, where masks are cut (checkpoint metadata; None: SAM's 0).
+    mask_thresholds: Option<MaskThresholds>,
 }
 
 #[derive(Default)]
@@ -116,6 +118,7 @@ impl Engine {
             focus,
             slice_gap,
             rules: StopRules::for_model(dense_propagation),
+            mask_thresholds: model_meta.mask_thresholds,
         });
         let attention_bytes = largest_attention_bytes(&geometry);
         to_js(&ModelInfo {
@@ -353,6 +356,7 @@ impl Engine {
         let mut session = st.session.take().ok_or_else(no_image)?;
         session.set_focus(model.focus);
         session.set_slice_gap(model.slice_gap);
+        session.set_mask_thresholds(model.mask_thresholds);
         session.set_flip_average(self.flip_average.get() && model.focus.is_some());
         Ok((model, session))
     }

@@ -9,7 +9,7 @@ mod safetensors_io;
 
 use std::collections::BTreeMap;
 
-pub use safetensors_io::{read_safetensors, write_safetensors};
+pub use safetensors_io::{read_safetensors, with_metadata, write_safetensors};
 
 /// A host-side float tensor from a checkpoint.
 #[derive(Debug, Clone, PartialEq)]

@@ -71,6 +71,15 @@ pub fn write_safetensors<'a>(
     safetensors::serialize(views, metadata).map_err(st_err)
 }
 
+/// The same tensors, their bytes and dtypes untouched, under new header metadata.
+pub fn with_metadata(
+    bytes: &[u8],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, WeightsError> {
+    let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
+    safetensors::serialize(st.tensors(), Some(metadata)).map_err(st_err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,9 @@ pub const SLICE_GAP_KEY: &str = "brainsam.slice_gap";
 /// volume with the neighbouring slice's mask as its dense prompt (absent: not).
 pub const PROPAGATION_KEY: &str = "brainsam.propagation";
 pub const DENSE_PROPAGATION: &str = "dense";
+/// Model files: the logit threshold of each structure kind's masks, on slices and in
+/// walks, as JSON `{"slice": [..], "walk": [..]}` (absent: SAM's 0 for every kind).
+pub const MASK_THRESHOLDS_KEY: &str = "brainsam.mask_thresholds";
 /// Adapter files: their metadata, as JSON.
 pub const ADAPTER_KEY: &str = "brainsam_adapter";
 

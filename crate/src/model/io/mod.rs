@@ -16,5 +16,6 @@ mod resample;
 
 pub use adapter::AdapterMeta;
 pub use model_file::{
-    load_model, model_bytes, state_dict_bytes, Focus, LoadedModel, ModelFileError, ModelMeta,
+    load_model, model_bytes, state_dict_bytes, with_mask_thresholds, Cut, Focus, LoadedModel,
+    MaskThresholds, ModelFileError, ModelMeta,
 };

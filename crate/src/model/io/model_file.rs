@@ -8,7 +8,8 @@
 //! - `brainsam.focus` = the [`Focus`] the model was trained for, as JSON;
 //! - `brainsam.slice_gap` = d of its input channels, slices k − d, k, k + d (absent: 0);
 //! - `brainsam.propagation` = "dense" when trained to propagate with the neighbouring
-//!   slice's mask as dense prompt (absent: not).
+//!   slice's mask as dense prompt (absent: not);
+//! - `brainsam.mask_thresholds` = the [`MaskThresholds`] chosen for it, as JSON.
 //!
 //! An adapter file's key is `brainsam_adapter` = its [`AdapterMeta`], as JSON. A new key (input
 //! channels, say) is a constant in `header` and a field of [`ModelMeta`], parsed in
@@ -23,12 +24,13 @@ use burn::prelude::Device;
 use super::adapter::{apply_adapter, AdapterMeta};
 use super::checkpoint::{load_checkpoint, state_dict};
 use super::header::{
-    header_of, DENSE_PROPAGATION, FOCUS_KEY, FORMAT, FORMAT_KEY, GEOMETRY_KEY, PROPAGATION_KEY,
-    SLICE_GAP_KEY,
+    header_of, DENSE_PROPAGATION, FOCUS_KEY, FORMAT, FORMAT_KEY, GEOMETRY_KEY, MASK_THRESHOLDS_KEY,
+    PROPAGATION_KEY, SLICE_GAP_KEY,
 };
 use crate::model::build::Geometry;
-use crate::model::sam::Sam;
-use crate::weights::{write_safetensors, StateDict, WeightsError};
+use crate::model::prompt_encoder::STRUCTURE_KINDS;
+use crate::model::sam::{Sam, MASK_THRESHOLD};
+use crate::weights::{with_metadata, write_safetensors, StateDict, WeightsError};
 
 /// A square window around a prompt: `context` times the prompt's larger side, at least
 /// `min_side` pixels, inside the slice. A model trained on such windows (`train
@@ -47,6 +49,64 @@ impl Focus {
     }
 }
 
+/// The logit above which a pixel is inside the mask, per structure kind
+/// (`data::labels::kind`), for a prompt on one slice and for the slices of a structure's
+/// walk through the volume. SAM cuts every mask at 0; a fine-tuned model can be biased per
+/// kind — masks running into the tissue around small structures, walks stopping short on
+/// thin ones — and a shifted cut is the cheapest correction, chosen on subjects set apart
+/// for it (`brainsam calibrate`). The two differ: on a slice the cut moves a boundary, in a
+/// walk it also decides how far the walk goes. Prompts of no known kind keep 0.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MaskThresholds {
+    pub slice: [f32; STRUCTURE_KINDS],
+    pub walk: [f32; STRUCTURE_KINDS],
+}
+
+/// Which of a structure kind's thresholds a mask is cut at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// A prompt on one slice.
+    Slice,
+    /// A slice of a structure's walk through the volume.
+    Walk,
+}
+
+impl MaskThresholds {
+    /// Beyond this a threshold cuts nearly every mask away or keeps nearly everything: a
+    /// sigmoid of 0.9999 or 0.0001.
+    pub const LIMIT: f32 = 9.0;
+
+    /// Every kind at `t`, on slices and in walks.
+    pub fn uniform(t: f32) -> Self {
+        Self {
+            slice: [t; STRUCTURE_KINDS],
+            walk: [t; STRUCTURE_KINDS],
+        }
+    }
+
+    pub fn valid(&self) -> bool {
+        self.slice
+            .iter()
+            .chain(&self.walk)
+            .all(|t| t.is_finite() && t.abs() <= Self::LIMIT)
+    }
+
+    /// The threshold of `cut` masks for a structure of kind `kind` (none: SAM's).
+    pub fn of(&self, cut: Cut, kind: Option<usize>) -> f32 {
+        let table = match cut {
+            Cut::Slice => &self.slice,
+            Cut::Walk => &self.walk,
+        };
+        kind.and_then(|k| table.get(k).copied())
+            .unwrap_or(MASK_THRESHOLD)
+    }
+
+    /// As [`Self::of`], SAM's 0 without thresholds.
+    pub fn of_or_sam(t: Option<&Self>, cut: Cut, kind: Option<usize>) -> f32 {
+        t.map_or(MASK_THRESHOLD, |t| t.of(cut, kind))
+    }
+}
+
 /// What a model file says about its use, besides its tensors.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModelMeta {
@@ -59,6 +119,8 @@ pub struct ModelMeta {
     /// Trained to propagate: the neighbouring slice's mask as dense prompt, empty targets
     /// past a structure's end (`segment::StopRules::trained`).
     pub dense_propagation: bool,
+    /// Mask thresholds chosen for the model; None: SAM's 0 for every kind.
+    pub mask_thresholds: Option<MaskThresholds>,
 }
 
 impl ModelMeta {
@@ -81,10 +143,15 @@ impl ModelMeta {
             .unwrap_or(0);
         let dense_propagation =
             header.get(PROPAGATION_KEY).map(|v| v.trim()) == Some(DENSE_PROPAGATION);
+        let mask_thresholds = header
+            .get(MASK_THRESHOLDS_KEY)
+            .and_then(|json| serde_json::from_str::<MaskThresholds>(json).ok())
+            .filter(MaskThresholds::valid);
         Self {
             focus,
             slice_gap,
             dense_propagation,
+            mask_thresholds,
         }
     }
 
@@ -103,8 +170,33 @@ impl ModelMeta {
         if self.dense_propagation {
             h.insert(PROPAGATION_KEY.to_string(), DENSE_PROPAGATION.to_string());
         }
+        if let Some(t) = &self.mask_thresholds {
+            h.insert(
+                MASK_THRESHOLDS_KEY.to_string(),
+                json(MASK_THRESHOLDS_KEY, t)?,
+            );
+        }
         Ok(h)
     }
+}
+
+/// A safetensors model file with mask thresholds in its metadata, its tensors unchanged.
+pub fn with_mask_thresholds(bytes: &[u8], t: &MaskThresholds) -> Result<Vec<u8>, ModelFileError> {
+    if !t.valid() {
+        return Err(ModelFileError::Metadata {
+            key: MASK_THRESHOLDS_KEY.to_string(),
+            message: format!(
+                "thresholds must be finite and within ±{}",
+                MaskThresholds::LIMIT
+            ),
+        });
+    }
+    let mut header = header_of(bytes).unwrap_or_default();
+    header.insert(
+        MASK_THRESHOLDS_KEY.to_string(),
+        json(MASK_THRESHOLDS_KEY, t)?,
+    );
+    with_metadata(bytes, header).map_err(ModelFileError::Model)
 }
 
 fn json<T: serde::Serialize>(key: &str, v: &T) -> Result<String, ModelFileError> {
@@ -260,6 +352,10 @@ mod tests {
             focus: Some(focus()),
             slice_gap: 3,
             dense_propagation: true,
+            mask_thresholds: Some(MaskThresholds {
+                slice: [0.5, -1.0, 0.0, 2.0, 0.25, 1.5, 3.0, -0.5, 0.0],
+                walk: [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -2.0],
+            }),
         };
         let bytes = pollster::block_on(model_bytes(&sam, &g, &meta, false)).unwrap();
         let header = header_of(&bytes).unwrap();
@@ -278,6 +374,12 @@ mod tests {
         assert_eq!(
             header.get("brainsam.propagation").map(String::as_str),
             Some("dense")
+        );
+        assert_eq!(
+            header.get("brainsam.mask_thresholds").map(String::as_str),
+            Some(
+                r#"{"slice":[0.5,-1.0,0.0,2.0,0.25,1.5,3.0,-0.5,0.0],"walk":[0.0,1.0,0.0,0.0,0.0,0.0,0.0,0.0,-2.0]}"#
+            )
         );
         let loaded = load_model(&bytes, None, &device).unwrap();
         assert_eq!(loaded.meta, meta);
@@ -304,6 +406,82 @@ mod tests {
             let loaded = load_model(&bytes, None, &device).unwrap();
             assert_eq!(loaded.meta.focus, None, "{bad}");
         }
+    }
+
+    #[test]
+    fn thresholds_written_into_a_model_file_keep_its_tensors_and_metadata() {
+        let device = crate::backend::cpu();
+        let (sam, g) = small(&device, 6);
+        let meta = ModelMeta {
+            focus: Some(focus()),
+            slice_gap: 2,
+            ..Default::default()
+        };
+        let half = pollster::block_on(model_bytes(&sam, &g, &meta, true)).unwrap();
+        let t = MaskThresholds {
+            slice: [0.0, 1.5, 0.0, 0.0, 0.0, 0.0, 2.5, -1.0, 0.0],
+            walk: [1.0; STRUCTURE_KINDS],
+        };
+        let out = with_mask_thresholds(&half, &t).unwrap();
+        let (a, b) = (
+            safetensors::SafeTensors::deserialize(&half).unwrap(),
+            safetensors::SafeTensors::deserialize(&out).unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        for (name, view) in a.tensors() {
+            let other = b.tensor(&name).unwrap();
+            assert_eq!(other.dtype(), view.dtype(), "{name}");
+            assert_eq!(other.data(), view.data(), "{name}");
+        }
+        let read = ModelMeta::read(&out);
+        assert_eq!(
+            read,
+            ModelMeta {
+                mask_thresholds: Some(t),
+                ..meta
+            }
+        );
+        assert!(with_mask_thresholds(b"not a model", &t).is_err());
+        assert!(with_mask_thresholds(&half, &MaskThresholds::uniform(f32::INFINITY)).is_err());
+    }
+
+    #[test]
+    fn mask_thresholds_of_the_wrong_length_or_out_of_range_count_as_none() {
+        let read = |v: &str| {
+            ModelMeta::from_header(&HashMap::from([(
+                MASK_THRESHOLDS_KEY.to_string(),
+                v.to_string(),
+            )]))
+            .mask_thresholds
+        };
+        let good = r#"{"slice":[1,0,0,0,0,0,0,0,-2],"walk":[0,0,0,3,0,0,0,0,0]}"#;
+        let t = MaskThresholds {
+            slice: [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -2.0],
+            walk: [0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        };
+        assert_eq!(read(good), Some(t));
+        for bad in [
+            r#"{"slice":[1,0,0],"walk":[0,0,0,0,0,0,0,0,0]}"#,
+            r#"{"slice":[0,0,0,0,0,0,0,0,0,0],"walk":[0,0,0,0,0,0,0,0,0]}"#,
+            r#"{"slice":[0,0,0,0,0,0,0,0,12],"walk":[0,0,0,0,0,0,0,0,0]}"#,
+            r#"{"slice":[0,0,0,0,0,0,0,0,0]}"#,
+            "[0,0,0,0,0,0,0,0,0]",
+            "x",
+        ] {
+            assert_eq!(read(bad), None, "{bad}");
+        }
+        assert_eq!(
+            (
+                t.of(Cut::Slice, Some(0)),
+                t.of(Cut::Slice, Some(8)),
+                t.of(Cut::Slice, None)
+            ),
+            (1.0, -2.0, 0.0)
+        );
+        assert_eq!(
+            (t.of(Cut::Walk, Some(3)), t.of(Cut::Walk, Some(0))),
+            (3.0, 0.0)
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ enum Command {
     Train(Box<cli::train::TrainArgs>),
     /// 3-D Dice of prompted segmentation on held-out subjects; last line `mean_dice=…`.
     Evaluate(cli::evaluate::EvaluateArgs),
+    /// Choose a mask threshold per kind of structure on subjects set apart for it, and
+    /// write them into a copy of the model.
+    Calibrate(Box<cli::calibrate::CalibrateArgs>),
     /// Segment a NIfTI volume from a prompt file (default: the bundled model).
     Segment(cli::segment::SegmentArgs),
     /// Encoder, decoder and LoRA-training-step timings on random weights (JSON lines).
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "train")]
         Command::Train(a) => cli::train::run(a),
         Command::Evaluate(a) => cli::evaluate::run(a),
+        Command::Calibrate(a) => cli::calibrate::run(a),
         Command::Segment(a) => cli::segment::run(a),
         Command::Bench(a) => cli::bench::run(a),
     };
@@ -245,6 +249,54 @@ mod tests {
             panic!("not metrics")
         };
         assert_eq!(m.truth_labels, cli::metrics::LabelConvention::Freesurfer);
+    }
+
+    /// `--mask-threshold` takes auto, sam or a logit within range; calibrate's grid takes
+    /// negative values.
+    #[test]
+    fn mask_thresholds_parse_and_out_of_range_values_are_refused() {
+        use cli::common::ThresholdChoice;
+        let threshold = |v: &str| {
+            parse(&[
+                "segment",
+                "--image",
+                "i",
+                "--prompts",
+                "p",
+                "--out",
+                "o",
+                "--mask-threshold",
+                v,
+            ])
+            .map(|c| match c {
+                Command::Segment(a) => a.threshold.mask_threshold,
+                _ => panic!("not segment"),
+            })
+        };
+        assert_eq!(threshold("auto").unwrap(), ThresholdChoice::Auto);
+        assert_eq!(threshold("sam").unwrap(), ThresholdChoice::Uniform(0.0));
+        assert_eq!(threshold("-1.5").unwrap(), ThresholdChoice::Uniform(-1.5));
+        for bad in ["20", "wide", "inf"] {
+            assert_eq!(
+                threshold(bad).unwrap_err().kind(),
+                ErrorKind::ValueValidation,
+                "{bad}"
+            );
+        }
+        let Command::Calibrate(c) = parse(&[
+            "calibrate",
+            "--label-maps",
+            "d",
+            "--out",
+            "o",
+            "--grid",
+            "-1,0.5",
+        ])
+        .unwrap() else {
+            panic!("not calibrate")
+        };
+        assert_eq!(c.grid, [-1.0, 0.5]);
+        assert_eq!(c.eval.prompt, cli::evaluate::PromptKind::Box);
     }
 
     /// Every `--preset` is one of Meta's geometries.

@@ -9,7 +9,7 @@ use brainsam::data::labels::{to_common, Convention};
 use brainsam::data::nifti::read_file;
 use brainsam::data::read_labels;
 use brainsam::data::{to_canonical, LabelVolume, Volume};
-use brainsam::model::io::{self, LoadedModel, ModelFileError, ModelMeta};
+use brainsam::model::io::{self, LoadedModel, MaskThresholds, ModelFileError, ModelMeta};
 use brainsam::model::{Geometry, Sam};
 use brainsam::segment::{Focus, Session};
 use burn::prelude::Device;
@@ -109,6 +109,60 @@ impl FocusArg {
             return Err("--flip-average needs a focus (a windowed model or --focus C,M)".into());
         }
         Ok(focus)
+    }
+}
+
+/// `--mask-threshold` of segment and evaluate.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MaskThresholdArg {
+    /// Where masks are cut: `auto` (the logit thresholds chosen for the model per kind of
+    /// structure, from its file's metadata; 0 when it has none), `sam` (0, SAM's, for every
+    /// structure), or a logit T for every structure.
+    #[arg(
+        long = "mask-threshold",
+        default_value = "auto",
+        allow_negative_numbers = true,
+        value_parser = parse_mask_threshold
+    )]
+    pub mask_threshold: ThresholdChoice,
+}
+
+/// `--mask-threshold`'s value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdChoice {
+    /// As chosen for the model (its file's metadata).
+    Auto,
+    /// One threshold for every kind.
+    Uniform(f32),
+}
+
+/// `auto`, `sam` or a logit (clap's value parser for `--mask-threshold`).
+pub fn parse_mask_threshold(s: &str) -> Result<ThresholdChoice, String> {
+    match s.trim() {
+        "auto" => Ok(ThresholdChoice::Auto),
+        "sam" => Ok(ThresholdChoice::Uniform(0.0)),
+        v => {
+            let t: f32 = v
+                .parse()
+                .map_err(|_| "expected auto, sam or a logit threshold".to_string())?;
+            if !MaskThresholds::uniform(t).valid() {
+                return Err(format!(
+                    "a threshold must be a number within ±{}",
+                    MaskThresholds::LIMIT
+                ));
+            }
+            Ok(ThresholdChoice::Uniform(t))
+        }
+    }
+}
+
+impl MaskThresholdArg {
+    /// The thresholds to cut a model's masks at, given what its file says.
+    pub fn resolve(&self, of_model: Option<MaskThresholds>) -> Option<MaskThresholds> {
+        match self.mask_threshold {
+            ThresholdChoice::Auto => of_model,
+            ThresholdChoice::Uniform(t) => Some(MaskThresholds::uniform(t)),
+        }
     }
 }
 

@@ -10,16 +10,17 @@ use brainsam::data::rng::Rng;
 use brainsam::data::slicing::{self};
 use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
 use brainsam::data::{LabelVolume, Volume};
+use brainsam::model::io::MaskThresholds;
 use brainsam::model::Sam;
 use brainsam::segment::{bbox, interior_point, End, Session, SlicePrompt, StopRules};
 
 use super::choices::{name, Axis, Backend};
 use super::common::{
     label_maps, load_label_map, load_model, load_pairs, parse_pairs, parse_structures, AwaitNative,
-    FocusArg, PairsSpec, Res, Structures,
+    FocusArg, MaskThresholdArg, PairsSpec, Res, Structures,
 };
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct EvaluateArgs {
     /// Model checkpoint (default: the bundled model).
     #[arg(long)]
@@ -60,11 +61,14 @@ pub struct EvaluateArgs {
     #[arg(long, value_parser = parse_stop_rules)]
     pub stop_rules: Option<StopRules>,
     /// Do not tell a model with structure embeddings which structure each prompt is for
-    /// (by default it is told, as the page and `segment` tell it).
+    /// (by default it is told, as the page and `segment` tell it); masks are then cut at 0,
+    /// not at their kind's threshold.
     #[arg(long)]
     pub unnamed: bool,
     #[command(flatten)]
     pub focus: FocusArg,
+    #[command(flatten)]
+    pub threshold: MaskThresholdArg,
     /// Also write each subject's image, truth and prediction (NIfTI) into this folder, to
     /// look at what the model got wrong.
     #[arg(long)]
@@ -97,10 +101,31 @@ struct Counts {
 }
 
 impl Counts {
+    /// Adds one slice's predicted and true masks.
+    fn add(&mut self, pred: &[u8], truth: &[u8]) {
+        for (p, t) in pred.iter().zip(truth) {
+            self.pred += u64::from(*p != 0);
+            self.truth += u64::from(*t != 0);
+            self.inter += u64::from(*p != 0 && *t != 0);
+        }
+    }
+
     /// None when the structure is in neither prediction nor truth (`data::metrics::dice`).
     fn dice(&self) -> Option<f64> {
         dice(self.inter, self.pred, self.truth)
     }
+}
+
+/// One structure's prompt on one slice.
+struct SliceCase<'a> {
+    /// The structure's place in `labels`.
+    k: usize,
+    index: usize,
+    rows: usize,
+    cols: usize,
+    /// Its true mask on the slice.
+    truth: &'a [u8],
+    prompt: SlicePrompt,
 }
 
 /// A subject to evaluate: a real image with its labels, or a label map to synthesise from.
@@ -171,7 +196,9 @@ struct Evaluation<'a> {
     axis: usize,
     labels: &'a [i32],
     prompt: PromptKind,
-    /// The model is told which structure each prompt is for.
+    /// Each prompt names its structure's kind, as the page's and `segment`'s do: a model
+    /// with structure embeddings is told it (others ignore it), and the mask is cut at that
+    /// kind's threshold.
     told: bool,
     rules: StopRules,
     /// Keep the predicted label volume (for `--save`).
@@ -200,14 +227,18 @@ pub fn run(a: &EvaluateArgs) -> Res {
         axis: a.axis.index(),
         labels,
         prompt: a.prompt,
-        told: sam.prompt_encoder.knows_structures() && !a.unnamed,
+        told: !a.unnamed,
         rules: a
             .stop_rules
             .unwrap_or_else(|| StopRules::for_model(meta.dense_propagation)),
         keep: a.save.is_some(),
     };
     let subjects = subjects(a)?;
-    print_header(a, subjects.len(), ev.told);
+    print_header(
+        a,
+        subjects.len(),
+        ev.told && sam.prompt_encoder.knows_structures(),
+    );
     let mut per_structure = vec![Vec::new(); labels.len()];
     let mut all = Vec::new();
     for subject in subjects {
@@ -217,6 +248,7 @@ pub fn run(a: &EvaluateArgs) -> Res {
         let mut session = Session::new(&image, device.clone())?;
         a.focus.apply(&mut session, of_model)?;
         session.set_slice_gap(meta.slice_gap);
+        session.set_mask_thresholds(a.threshold.resolve(meta.mask_thresholds));
         let mut scored = match a.prompt {
             PromptKind::Propagate | PromptKind::PropagateClick => {
                 ev.propagated(&mut session, &truth)?
@@ -235,6 +267,110 @@ pub fn run(a: &EvaluateArgs) -> Res {
     }
     print_means(labels, &per_structure, &all);
     Ok(())
+}
+
+/// Dice per subject, per threshold (or table) of a grid, per structure (`brainsam calibrate`).
+pub struct Graded {
+    pub labels: Vec<i32>,
+    pub dice: Vec<Vec<Vec<Option<f64>>>>,
+}
+
+/// `--prompt box` or `point` on every slice, each prompt's mask cut at every threshold of
+/// `grid`; prints a line per subject.
+pub fn graded(a: &EvaluateArgs, grid: &[f32]) -> Res<Graded> {
+    if !matches!(a.prompt, PromptKind::Box | PromptKind::Point) {
+        return Err("thresholds are chosen on box or point prompts on every slice".into());
+    }
+    if a.unnamed {
+        return Err("thresholds are per kind of structure: prompts must name theirs".into());
+    }
+    let device = a.backend.device()?;
+    let (sam, _, meta) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    a.focus.checked(meta.focus)?;
+    let labels = a.labels.0.clone();
+    let ev = Evaluation {
+        sam: &sam,
+        axis: a.axis.index(),
+        labels: &labels,
+        prompt: a.prompt,
+        told: true,
+        rules: StopRules::for_model(meta.dense_propagation),
+        keep: false,
+    };
+    let subjects = subjects(a)?;
+    print_header(a, subjects.len(), sam.prompt_encoder.knows_structures());
+    let mut dice = Vec::new();
+    for subject in subjects {
+        let t0 = Instant::now();
+        let name = subject.name().to_string();
+        let (image, truth) = subject.load(a.contrast, a.seed)?;
+        let mut session = Session::new(&image, device.clone())?;
+        a.focus.apply(&mut session, meta.focus)?;
+        session.set_slice_gap(meta.slice_gap);
+        let counts = ev.graded(&mut session, &truth, grid)?;
+        let per_t: Vec<Vec<Option<f64>>> = counts
+            .iter()
+            .map(|c| c.iter().map(Counts::dice).collect())
+            .collect();
+        let means: Vec<String> = grid
+            .iter()
+            .zip(&per_t)
+            .map(|(t, d)| {
+                let defined: Vec<f64> = d.iter().flatten().copied().collect();
+                format!("{t}:{}", fixed(mean(&defined), 4))
+            })
+            .collect();
+        println!(
+            "{name}: mean Dice by threshold {} ({:.1?})",
+            means.join(" "),
+            t0.elapsed()
+        );
+        dice.push(per_t);
+    }
+    Ok(Graded { labels, dice })
+}
+
+/// `--prompt propagate` or `propagate-click`, once per threshold table (`brainsam
+/// calibrate`); prints a line per subject.
+pub fn walked(a: &EvaluateArgs, tables: &[MaskThresholds]) -> Res<Graded> {
+    if !matches!(a.prompt, PromptKind::Propagate | PromptKind::PropagateClick) {
+        return Err("walk thresholds are chosen on propagated prompts".into());
+    }
+    let device = a.backend.device()?;
+    let (sam, _, meta) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
+    a.focus.checked(meta.focus)?;
+    let labels = a.labels.0.clone();
+    let ev = Evaluation {
+        sam: &sam,
+        axis: a.axis.index(),
+        labels: &labels,
+        prompt: a.prompt,
+        told: true,
+        rules: a
+            .stop_rules
+            .unwrap_or_else(|| StopRules::for_model(meta.dense_propagation)),
+        keep: false,
+    };
+    let subjects = subjects(a)?;
+    print_header(a, subjects.len(), sam.prompt_encoder.knows_structures());
+    let mut dice = Vec::new();
+    for subject in subjects {
+        let t0 = Instant::now();
+        let name = subject.name().to_string();
+        let (image, truth) = subject.load(a.contrast, a.seed)?;
+        let mut session = Session::new(&image, device.clone())?;
+        a.focus.apply(&mut session, meta.focus)?;
+        session.set_slice_gap(meta.slice_gap);
+        let mut per_table = Vec::with_capacity(tables.len());
+        for t in tables {
+            session.set_mask_thresholds(Some(*t));
+            let scored = ev.propagated(&mut session, &truth)?;
+            per_table.push(scored.counts.iter().map(Counts::dice).collect::<Vec<_>>());
+        }
+        println!("{name}: {} tables ({:.1?})", tables.len(), t0.elapsed());
+        dice.push(per_table);
+    }
+    Ok(Graded { labels, dice })
 }
 
 /// The first line: what is evaluated on what.
@@ -345,47 +481,90 @@ impl Evaluation<'_> {
         let mut counts = vec![Counts::default(); self.labels.len()];
         let mut prompts = 0;
         let mut predicted = self.keep.then(|| vec![0i32; truth.data.len()]);
-        for index in 0..truth.dims[axis] {
-            let tp = slicing::slice(truth, axis, index)?;
-            for (k, &l) in self.labels.iter().enumerate() {
-                let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
-                let area = mask.iter().filter(|m| **m != 0).count() as u64;
-                if area == 0 {
-                    continue;
+        self.each_slice_prompt(session, truth, |session, p| {
+            let pred = match p.prompt.bbox {
+                Some(b) if self.prompt == PromptKind::BoxFill => box_filled(b, p.rows, p.cols),
+                _ => {
+                    session
+                        .predict(self.sam, axis, p.index, &p.prompt)
+                        .await_native()?
+                        .data
                 }
-                let Some(prompt) = self.slice_prompt(&mask, tp.rows, tp.cols, l) else {
-                    continue;
-                };
-                let pred = match prompt.bbox {
-                    Some(b) if self.prompt == PromptKind::BoxFill => {
-                        box_filled(b, tp.rows, tp.cols)
-                    }
-                    _ => {
-                        session
-                            .predict(self.sam, axis, index, &prompt)
-                            .await_native()?
-                            .data
-                    }
-                };
-                prompts += 1;
-                if let Some(vol) = predicted.as_mut() {
-                    paint(vol, truth.dims, axis, index, tp.cols, &pred, l)?;
-                }
-                let c = &mut counts[k];
-                c.truth += area;
-                for (p, t) in pred.iter().zip(&mask) {
-                    c.pred += u64::from(*p != 0);
-                    c.inter += u64::from(*p != 0 && *t != 0);
-                }
+            };
+            prompts += 1;
+            if let Some(vol) = predicted.as_mut() {
+                paint(
+                    vol,
+                    truth.dims,
+                    axis,
+                    p.index,
+                    p.cols,
+                    &pred,
+                    self.labels[p.k],
+                )?;
             }
-            session.clear_cache(); // each slice is visited once
-        }
+            counts[p.k].add(&pred, p.truth);
+            Ok(())
+        })?;
         Ok(Scored {
             counts,
             stops: None,
             prompts,
             predicted,
         })
+    }
+
+    /// As [`Self::slices`], the masks cut at each of `grid`'s thresholds instead of the
+    /// session's: per threshold, per structure. One prediction serves every threshold.
+    fn graded(
+        &self,
+        session: &mut Session,
+        truth: &LabelVolume,
+        grid: &[f32],
+    ) -> Res<Vec<Vec<Counts>>> {
+        let mut counts = vec![vec![Counts::default(); self.labels.len()]; grid.len()];
+        self.each_slice_prompt(session, truth, |session, p| {
+            let scores = session
+                .scores(self.sam, self.axis, p.index, &p.prompt)
+                .await_native()?;
+            for (c, t) in counts.iter_mut().zip(grid) {
+                c[p.k].add(&scores.mask(*t).data, p.truth);
+            }
+            Ok(())
+        })?;
+        Ok(counts)
+    }
+
+    /// Calls `f` with the prompt of every structure on every slice where it is.
+    fn each_slice_prompt(
+        &self,
+        session: &mut Session,
+        truth: &LabelVolume,
+        mut f: impl FnMut(&mut Session, SliceCase) -> Res,
+    ) -> Res {
+        for index in 0..truth.dims[self.axis] {
+            let tp = slicing::slice(truth, self.axis, index)?;
+            for (k, &l) in self.labels.iter().enumerate() {
+                let mask: Vec<u8> = tp.data.iter().map(|v| u8::from(*v == l)).collect();
+                if !mask.contains(&1) {
+                    continue;
+                }
+                let Some(prompt) = self.slice_prompt(&mask, tp.rows, tp.cols, l) else {
+                    continue;
+                };
+                let case = SliceCase {
+                    k,
+                    index,
+                    rows: tp.rows,
+                    cols: tp.cols,
+                    truth: &mask,
+                    prompt,
+                };
+                f(session, case)?;
+            }
+            session.clear_cache(); // each slice is visited once
+        }
+        Ok(())
     }
 
     /// The prompt for structure `l`'s `mask` on one slice: one interior point, or its box.
@@ -623,6 +802,64 @@ fn save_subject(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The held-out subject of the committed subset (cropped), or the full set's.
+    fn subject_13() -> PathBuf {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = std::env::var_os("BRAINSAM_DATA")
+            .map(PathBuf::from)
+            .or_else(|| Some(repo.join("../shared/data")).filter(|d| d.join("label_maps").is_dir()))
+            .unwrap_or_else(|| repo.join("tests/data"));
+        let p = dir.join("label_maps/subject_13.nii.gz");
+        assert!(p.is_file(), "label map not found: {}", p.display());
+        p
+    }
+
+    /// `calibrate`'s one pass over a grid of thresholds counts, at each threshold, what the
+    /// plain evaluation counts with the model's masks cut there (the bundled model, box
+    /// prompts on every axial slice of the left putamen of a synthetic T1); a higher cut
+    /// keeps fewer pixels.
+    #[test]
+    fn graded_counts_equal_the_plain_evaluation_at_each_threshold() {
+        let device = Backend::Cpu.device().unwrap();
+        let (sam, _, meta) = load_model(None, None, &device).unwrap();
+        let lab = load_label_map(&subject_13()).unwrap();
+        let (image, deformed) = synthesize(&lab, &SynthConfig::preset(Contrast::T1), 3).unwrap();
+        let truth = super::super::common::common(&deformed);
+        let labels = [5]; // Left-Putamen
+        let ev = Evaluation {
+            sam: &sam,
+            axis: 2,
+            labels: &labels,
+            prompt: PromptKind::Box,
+            told: true,
+            rules: StopRules::default(),
+            keep: false,
+        };
+        let session = || {
+            let mut s = Session::new(&image, device.clone()).unwrap();
+            s.set_focus(meta.focus);
+            s.set_slice_gap(meta.slice_gap);
+            s
+        };
+        let grid = [-2.0, 0.0, 3.0];
+        let graded = ev.graded(&mut session(), &truth, &grid).unwrap();
+        let mut preds = Vec::new();
+        for (t, counts) in grid.iter().zip(&graded) {
+            let mut plain = session();
+            plain.set_mask_thresholds(Some(MaskThresholds::uniform(*t)));
+            let c = ev.slices(&mut plain, &truth).unwrap().counts[0];
+            assert!(c.truth > 0 && c.inter > 0, "the putamen was not found");
+            let g = counts[0];
+            assert_eq!(
+                (g.inter, g.pred, g.truth),
+                (c.inter, c.pred, c.truth),
+                "at {t}"
+            );
+            preds.push(g.pred);
+        }
+        assert!(preds[0] > preds[1] && preds[1] > preds[2], "{preds:?}");
+    }
 
     /// Painting each slice's mask back gives the structure itself, along every axis.
     #[test]

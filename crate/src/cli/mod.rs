@@ -1,6 +1,7 @@
 //! Subcommands of the `brainsam` binary; each file holds its arguments and its `run`.
 
 pub mod bench;
+pub mod calibrate;
 pub mod choices;
 pub mod common;
 pub mod evaluate;

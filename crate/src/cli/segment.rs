@@ -10,7 +10,7 @@ use brainsam::model::Sam;
 use brainsam::segment::{PromptFile, Session, SliceMask, StopRules};
 
 use super::choices::Backend;
-use super::common::{load_model, AwaitNative, FocusArg, Res};
+use super::common::{load_model, AwaitNative, FocusArg, MaskThresholdArg, Res};
 
 #[derive(clap::Args, Debug)]
 pub struct SegmentArgs {
@@ -36,11 +36,14 @@ pub struct SegmentArgs {
     pub backend: Backend,
     /// Do not tell the model which structure a prompt is for. By default a prompt whose
     /// `label` is one of the 16 structures' FreeSurfer values names that structure to a
-    /// model trained with structure embeddings (`train --structure-prob`).
+    /// model trained with structure embeddings (`train --structure-prob`), and its mask is
+    /// cut at that structure kind's threshold (`--mask-threshold`); unnamed, at 0.
     #[arg(long)]
     pub unnamed: bool,
     #[command(flatten)]
     pub focus: FocusArg,
+    #[command(flatten)]
+    pub threshold: MaskThresholdArg,
 }
 
 pub fn run(a: &SegmentArgs) -> Res {
@@ -57,6 +60,7 @@ pub fn run(a: &SegmentArgs) -> Res {
     let mut session = Session::new(&loaded.volume, device)?;
     a.focus.apply(&mut session, of_model)?;
     session.set_slice_gap(meta.slice_gap);
+    session.set_mask_thresholds(a.threshold.resolve(meta.mask_thresholds));
     let mut prompts = file.to_canonical(loaded.volume.dims, session.orientation())?;
     if a.unnamed {
         prompts.iter_mut().for_each(|p| p.prompt.structure = None);
@@ -145,7 +149,7 @@ fn propagated(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::common::FocusChoice;
+    use crate::cli::common::{FocusChoice, ThresholdChoice};
     use brainsam::data::metrics::dice;
     use brainsam::data::nifti::{read_labels, write_image};
     use brainsam::data::slicing;
@@ -237,6 +241,9 @@ mod tests {
             focus: FocusArg {
                 focus: FocusChoice::Auto,
                 flip_average: false,
+            },
+            threshold: MaskThresholdArg {
+                mask_threshold: ThresholdChoice::Auto,
             },
         })
         .unwrap();

@@ -284,30 +284,8 @@ pub fn graded(a: &EvaluateArgs, grid: &[f32]) -> Res<Graded> {
     if a.unnamed {
         return Err("thresholds are per kind of structure: prompts must name theirs".into());
     }
-    let device = a.backend.device()?;
-    let (sam, _, meta) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
-    a.focus.checked(meta.focus)?;
-    let labels = a.labels.0.clone();
-    let ev = Evaluation {
-        sam: &sam,
-        axis: a.axis.index(),
-        labels: &labels,
-        prompt: a.prompt,
-        told: true,
-        rules: StopRules::for_model(meta.dense_propagation),
-        keep: false,
-    };
-    let subjects = subjects(a)?;
-    print_header(a, subjects.len(), sam.prompt_encoder.knows_structures());
-    let mut dice = Vec::new();
-    for subject in subjects {
-        let t0 = Instant::now();
-        let name = subject.name().to_string();
-        let (image, truth) = subject.load(a.contrast, a.seed)?;
-        let mut session = Session::new(&image, device.clone())?;
-        a.focus.apply(&mut session, meta.focus)?;
-        session.set_slice_gap(meta.slice_gap);
-        let counts = ev.graded(&mut session, &truth, grid)?;
+    per_subject(a, |ev, session, truth| {
+        let counts = ev.graded(session, truth, grid)?;
         let per_t: Vec<Vec<Option<f64>>> = counts
             .iter()
             .map(|c| c.iter().map(Counts::dice).collect())
@@ -320,14 +298,8 @@ pub fn graded(a: &EvaluateArgs, grid: &[f32]) -> Res<Graded> {
                 format!("{t}:{}", fixed(mean(&defined), 4))
             })
             .collect();
-        println!(
-            "{name}: mean Dice by threshold {} ({:.1?})",
-            means.join(" "),
-            t0.elapsed()
-        );
-        dice.push(per_t);
-    }
-    Ok(Graded { labels, dice })
+        Ok((per_t, format!("mean Dice by threshold {}", means.join(" "))))
+    })
 }
 
 /// `--prompt propagate` or `propagate-click`, once per threshold table (`brainsam
@@ -336,6 +308,27 @@ pub fn walked(a: &EvaluateArgs, tables: &[MaskThresholds]) -> Res<Graded> {
     if !matches!(a.prompt, PromptKind::Propagate | PromptKind::PropagateClick) {
         return Err("walk thresholds are chosen on propagated prompts".into());
     }
+    per_subject(a, |ev, session, truth| {
+        let mut per_table = Vec::with_capacity(tables.len());
+        for t in tables {
+            session.set_mask_thresholds(Some(*t));
+            let scored = ev.propagated(session, truth)?;
+            per_table.push(scored.counts.iter().map(Counts::dice).collect::<Vec<_>>());
+        }
+        Ok((per_table, format!("{} tables", tables.len())))
+    })
+}
+
+/// Runs `grade` on each subject's session (model, focus and slice gap as `evaluate` sets
+/// them, structures named) and prints its summary line per subject.
+fn per_subject(
+    a: &EvaluateArgs,
+    mut grade: impl FnMut(
+        &Evaluation,
+        &mut Session,
+        &LabelVolume,
+    ) -> Res<(Vec<Vec<Option<f64>>>, String)>,
+) -> Res<Graded> {
     let device = a.backend.device()?;
     let (sam, _, meta) = load_model(a.model.as_deref(), a.adapter.as_deref(), &device)?;
     a.focus.checked(meta.focus)?;
@@ -361,14 +354,9 @@ pub fn walked(a: &EvaluateArgs, tables: &[MaskThresholds]) -> Res<Graded> {
         let mut session = Session::new(&image, device.clone())?;
         a.focus.apply(&mut session, meta.focus)?;
         session.set_slice_gap(meta.slice_gap);
-        let mut per_table = Vec::with_capacity(tables.len());
-        for t in tables {
-            session.set_mask_thresholds(Some(*t));
-            let scored = ev.propagated(&mut session, &truth)?;
-            per_table.push(scored.counts.iter().map(Counts::dice).collect::<Vec<_>>());
-        }
-        println!("{name}: {} tables ({:.1?})", tables.len(), t0.elapsed());
-        dice.push(per_table);
+        let (per_t, summary) = grade(&ev, &mut session, &truth)?;
+        println!("{name}: {summary} ({:.1?})", t0.elapsed());
+        dice.push(per_t);
     }
     Ok(Graded { labels, dice })
 }

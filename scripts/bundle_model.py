@@ -44,7 +44,9 @@ def main():
     rows = [l.split(",") for l in open(log).read().splitlines()[1:]] if os.path.exists(log) else []
     # safetensors: 8-byte little-endian header length, then the JSON header.
     header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-    focus = header.get("__metadata__", {}).get("brainsam.focus")
+    meta = header.get("__metadata__", {})
+    focus = meta.get("brainsam.focus")
+    thresholds = meta.get("brainsam.mask_thresholds")
     manifest = {
         "file": os.path.basename(model),
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -54,6 +56,10 @@ def main():
         # Where each prompt is predicted (checkpoint metadata `brainsam.focus`): a window of
         # context x the prompt's size, at least min_side px; null: the whole slice.
         "focus": json.loads(focus) if focus else None,
+        # Logits each kind of structure's masks are cut at (`brainsam calibrate`), in the
+        # order thalamus, caudate, putamen, pallidum, hippocampus, amygdala, accumbens,
+        # ventral DC, other: on one slice, and on the slices of a 3-D walk; null: SAM's 0.
+        "mask_thresholds": json.loads(thresholds) if thresholds else None,
         "trained_by": os.environ.get(
             "TRAINED_BY", "brainsam train (this repository), from scratch, every weight trainable"),
         "recipe": cfg["config"],

@@ -315,3 +315,18 @@ pub trait AwaitNative: std::future::Future + Sized {
 }
 
 impl<F: std::future::Future> AwaitNative for F {}
+
+/// A real label map for the CLI's tests, looked up in the order of the library's
+/// `data/testutil.rs`: `BRAINSAM_DATA`, else `../shared/data` beside the repository, else the
+/// committed subset `tests/data` (which holds subject_13 cropped).
+#[cfg(test)]
+pub fn test_label_map(subject: &str) -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::var_os("BRAINSAM_DATA")
+        .map(PathBuf::from)
+        .or_else(|| Some(repo.join("../shared/data")).filter(|d| d.join("label_maps").is_dir()))
+        .unwrap_or_else(|| repo.join("tests/data"));
+    let p = dir.join(format!("label_maps/{subject}.nii.gz"));
+    assert!(p.is_file(), "label map not found: {}", p.display());
+    p
+}

@@ -791,18 +791,6 @@ fn save_subject(
 mod tests {
     use super::*;
 
-    /// The held-out subject of the committed subset (cropped), or the full set's.
-    fn subject_13() -> PathBuf {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir = std::env::var_os("BRAINSAM_DATA")
-            .map(PathBuf::from)
-            .or_else(|| Some(repo.join("../shared/data")).filter(|d| d.join("label_maps").is_dir()))
-            .unwrap_or_else(|| repo.join("tests/data"));
-        let p = dir.join("label_maps/subject_13.nii.gz");
-        assert!(p.is_file(), "label map not found: {}", p.display());
-        p
-    }
-
     /// `calibrate`'s one pass over a grid of thresholds counts, at each threshold, what the
     /// plain evaluation counts with the model's masks cut there (the bundled model, box
     /// prompts on every axial slice of the left putamen of a synthetic T1); a higher cut
@@ -811,7 +799,7 @@ mod tests {
     fn graded_counts_equal_the_plain_evaluation_at_each_threshold() {
         let device = Backend::Cpu.device().unwrap();
         let (sam, _, meta) = load_model(None, None, &device).unwrap();
-        let lab = load_label_map(&subject_13()).unwrap();
+        let lab = load_label_map(&super::super::common::test_label_map("subject_13")).unwrap();
         let (image, deformed) = synthesize(&lab, &SynthConfig::preset(Contrast::T1), 3).unwrap();
         let truth = super::super::common::common(&deformed);
         let labels = [5]; // Left-Putamen

@@ -149,27 +149,13 @@ fn propagated(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::common::{FocusChoice, ThresholdChoice};
+    use crate::cli::common::{test_label_map, FocusChoice, ThresholdChoice};
     use brainsam::data::metrics::dice;
     use brainsam::data::nifti::{read_labels, write_image};
     use brainsam::data::slicing;
     use brainsam::data::synth::{synthesize, Contrast, SynthConfig};
     use brainsam::data::LabelVolume;
     use brainsam::segment::bbox;
-
-    /// A label map, looked up in the order of the library's `data/testutil.rs`:
-    /// `BRAINSAM_DATA`, else `../shared/data` beside the repository, else the committed
-    /// subset `tests/data` (which holds subject_13 cropped).
-    fn label_map(subject: &str) -> PathBuf {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir = std::env::var_os("BRAINSAM_DATA")
-            .map(PathBuf::from)
-            .or_else(|| Some(repo.join("../shared/data")).filter(|d| d.join("label_maps").is_dir()))
-            .unwrap_or_else(|| repo.join("tests/data"));
-        let p = dir.join(format!("label_maps/{subject}.nii.gz"));
-        assert!(p.is_file(), "label map not found: {}", p.display());
-        p
-    }
 
     /// Dice of two masks (0.0 when both are empty: the test wants the structure found).
     fn mask_dice(a: &[u8], b: &[u8]) -> f64 {
@@ -189,7 +175,7 @@ mod tests {
     #[test]
     fn segment_writes_the_prompted_structure_on_the_input_grid_and_propagates_it() {
         const PUTAMEN: i32 = 12; // FreeSurfer Left-Putamen
-        let labels = read_labels(&read_file(&label_map("subject_13")).unwrap())
+        let labels = read_labels(&read_file(&test_label_map("subject_13")).unwrap())
             .unwrap()
             .volume;
         let (image, truth) = synthesize(&labels, &SynthConfig::preset(Contrast::T1), 5).unwrap();
